@@ -1,0 +1,64 @@
+"""``elixir-data COMMAND [overrides]``: data tasks on the same Hydra config as training.
+
+    elixir-data prepare                          # tokenize the embedded demo corpus
+    elixir-data prepare data.source_dir=~/src/my_app data.data_dir=data/my_app
+    elixir-data prepare data.jsonl=records.jsonl data.overwrite=true
+    elixir-data verify                           # re-check sizes, ids and checksums
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from elixir_coder.cli.common import run_reporting_errors
+from elixir_coder.config import conf_dir
+from elixir_coder.corpus import tokenized
+from elixir_coder.training.data import ElixirDataModule, read_dataset
+
+
+def prepare(cfg: DictConfig) -> None:
+    dm: ElixirDataModule = instantiate(cfg.data)
+    dm.prepare_data()
+    meta = dm.meta
+    summary = {split: {"samples": info["samples"], "tokens": info["tokens"]} for split, info in meta["splits"].items()}
+    print(f"{dm.data_dir}: vocab {meta['vocab_size']}, " + json.dumps(summary))
+
+
+def verify(cfg: DictConfig) -> None:
+    dm: ElixirDataModule = instantiate(cfg.data)
+    meta = tokenized.read_meta(dm.data_dir)
+    for split in meta["splits"]:
+        read_dataset(dm.data_dir, split)  # headers, sizes, offsets, id ranges
+    tokenized.verify_checksums(dm.data_dir, meta)
+    print(f"{dm.data_dir}: ok ({', '.join(meta['splits'])})")
+
+
+COMMANDS = {"prepare": prepare, "verify": verify}
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _main(cfg: DictConfig) -> None:
+    run_reporting_errors(COMMANDS[_COMMAND], cfg)
+
+
+_COMMAND = "prepare"
+
+
+def main() -> None:
+    global _COMMAND
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(f"usage: elixir-data {{{','.join(COMMANDS)}}} [hydra overrides]", file=sys.stderr)
+        sys.exit(2)
+    _COMMAND = sys.argv.pop(1)
+    # Data commands write no run folder of their own.
+    sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled", "hydra.run.dir=."]
+    _main()
+
+
+if __name__ == "__main__":
+    main()

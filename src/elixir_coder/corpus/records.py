@@ -1,0 +1,138 @@
+"""Corpus records: the JSONL schema, its validation, and ingestion of a tree of Elixir files.
+
+A record is one line of JSON: ``task``, ``prompt`` + ``completion`` for generation tasks, or
+``text`` + ``labels`` for classification tasks, and an optional ``source`` (the file it came
+from, used to keep all records of one file in the same split).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from elixir_coder.errors import DataError
+from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
+
+LABELS_OF = {"quality": frozenset(QUALITY_LABELS), "security": frozenset(SECURITY_LABELS)}
+
+
+def validate_record(record: object, where: str) -> dict:
+    """Return the record if it follows the schema; raise a DataError naming ``where`` otherwise."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    task = record.get("task")
+    if task not in TASKS:
+        raise DataError(f"{where}: unknown task {task!r}; tasks are: {', '.join(TASKS)}")
+    if task in GENERATION_TASKS:
+        for key in ("prompt", "completion"):
+            if not isinstance(record.get(key), str):
+                raise DataError(f"{where}: a {task} record needs a string {key!r}")
+        if not record["completion"]:
+            raise DataError(f"{where}: empty 'completion'")
+    else:
+        if not isinstance(record.get("text"), str) or not record["text"]:
+            raise DataError(f"{where}: a {task} record needs a non-empty string 'text'")
+        labels = record.get("labels")
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise DataError(f"{where}: a {task} record needs 'labels', a list of check names")
+        unknown = [x for x in labels if x not in LABELS_OF[task]]
+        if unknown:
+            raise DataError(f"{where}: unknown {task} label {unknown[0]!r}; known: {', '.join(sorted(LABELS_OF[task]))}")
+    if "source" in record and not isinstance(record["source"], str):
+        raise DataError(f"{where}: 'source' must be a string")
+    return record
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read and validate every line; the first bad line raises with ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (data.jsonl)")
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from exc
+            records.append(validate_record(obj, f"{path}:{lineno}"))
+    if not records:
+        raise DataError(f"{path}: no records")
+    return records
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    from elixir_coder.io import atomic_write
+
+    with atomic_write(path, "w") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+_DEF_HEAD = re.compile(r"^(?P<indent>\s*)defp?\s+[a-z_][A-Za-z0-9_?!]*.*\bdo\s*$")
+_DOC_START = re.compile(r'^\s*@doc\s+(?:"""|~[sS]""")\s*$')
+_DOC_LINE = re.compile(r'^\s*@doc\s+".*"\s*$')
+
+
+def _functions(lines: list[str]) -> Iterator[tuple[str, str]]:
+    """(doc + def head, body + end) for each documented multi-line function.
+
+    Text-level slicing by indentation (mix format's layout); the file is never evaluated.
+    """
+    doc_lines: list[str] | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _DOC_START.match(line):
+            j = i + 1
+            while j < len(lines) and lines[j].strip() != '"""':
+                j += 1
+            doc_lines = lines[i : j + 1]
+            i = j + 1
+            continue
+        if _DOC_LINE.match(line):
+            doc_lines = [line]
+            i += 1
+            continue
+        head = _DEF_HEAD.match(line)
+        if head and doc_lines is not None:
+            end = head.group("indent") + "end"
+            j = i + 1
+            while j < len(lines) and lines[j].rstrip() != end:
+                j += 1
+            if j < len(lines):
+                yield "\n".join(doc_lines + [line]) + "\n", "\n".join(lines[i + 1 : j + 1]) + "\n"
+            doc_lines = None
+            i = j + 1
+            continue
+        if line.strip() and not line.strip().startswith(("@spec", "@impl", "#")):
+            doc_lines = None
+        i += 1
+
+
+def ingest_source_dir(source_dir: str | os.PathLike) -> list[dict]:
+    """code_generation records from a tree of ``.ex``/``.exs`` files: whole files and documented functions."""
+    root = Path(source_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory (data.source_dir)")
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".ex", ".exs") and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no .ex or .exs files found (data.source_dir)")
+    records = []
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        if not text.strip():
+            continue
+        records.append({"task": "code_generation", "prompt": "", "completion": text, "source": rel})
+        for prompt, completion in _functions(text.splitlines()):
+            records.append({"task": "code_generation", "prompt": prompt, "completion": completion, "source": rel})
+    return records
