@@ -437,6 +437,14 @@ class ElixirDataModule(L.LightningDataModule):
             )
         return self._loaders[split]
 
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # Real tokens counted on the host, before the copy: throughput logging needs no device sync.
+        batch["n_tokens"] = int(batch["sample_len"].sum())
+        return batch
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        return expand_batch(batch)
+
     def train_dataloader(self) -> DataLoader:
         return self.loader("train")
 

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from elixir_coder.training.data import expand_batch
 from elixir_coder.training.loss import IGNORE_INDEX, cross_entropy
 from elixir_coder.training.optimizer import clip_gradients
 
@@ -54,16 +53,9 @@ class ElixirCoderModule(L.LightningModule):
 
     # -- the training loop -------------------------------------------------------------------
 
-    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        # Counted on the host before the copy to the device: no device sync for throughput.
-        self._tokens_in_batch = int(batch["sample_len"].sum())
-        return batch
-
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        return expand_batch(batch)
-
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._step_started = time.perf_counter()
+        self._tokens_in_batch = batch["n_tokens"]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, acc, n_targets = self.lm_loss(batch)
@@ -75,7 +67,7 @@ class ElixirCoderModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         if self._step_started is not None:
             elapsed = time.perf_counter() - self._step_started
-            self.log("train/tokens_per_s", self._tokens_in_batch / max(elapsed, 1e-9), prog_bar=True)
+            self.log("train/tokens_per_s", self._tokens_in_batch / max(elapsed, 1e-9))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, acc, n_targets = self.lm_loss(batch)

@@ -1,4 +1,8 @@
-"""A synthetic tokenized split with code-like lengths, written with the real on-disk format."""
+"""Synthetic tokenized datasets in the real on-disk format, with code-like sample lengths.
+
+For tests and benchmarks that need a corpus of a given size or length distribution without
+tokenizing text; random ids, so nothing here is meant to be learnt.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,11 @@ def lognormal_lengths(n: int, median: float = 180.0, sigma: float = 0.8, seed: i
     return np.clip(rng.lognormal(np.log(median), sigma, n).astype(np.int64), 8, max_len)
 
 
-def write_synthetic(out_dir: Path, lengths: np.ndarray, vocab_size: int = 8192, seed: int = 0) -> Path:
+def write_synthetic(
+    out_dir: Path, lengths: np.ndarray, vocab_size: int = 8192, seed: int = 0, tasks: np.ndarray | None = None
+) -> Path:
+    """Write train and val splits (the same samples) plus meta.json; ``tasks`` gives task ids."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     dtype = tokenized.token_dtype(vocab_size)
@@ -25,6 +33,8 @@ def write_synthetic(out_dir: Path, lengths: np.ndarray, vocab_size: int = 8192, 
     index["offset"] = np.cumsum(lengths) - lengths
     index["length"] = lengths
     index["prompt_len"] = np.minimum(lengths, 8)
+    if tasks is not None:
+        index["task"] = tasks
     splits = {}
     for split in ("train", "val"):
         splits[split] = tokenized.write_split(out_dir, split, samples, index, dtype)
