@@ -159,7 +159,7 @@ class BatchSampler:
         return cls(dataset.lengths, batch_size, **opts)
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at every epoch start (it looks for ``batch_sampler.set_epoch``)."""
+        """Called by Lightning at every epoch start, through ``DataLoader.sampler``."""
         self.epoch = epoch
 
     def _global_batches(self) -> list[list[list[int]]]:
@@ -228,6 +228,7 @@ def gather_batch(dataset: TokenizedDataset, rows: Sequence[Sequence[int]], max_l
 
     return {
         "input_ids": torch.from_numpy(ids),
+        "index": torch.from_numpy(idx),  # which samples of the split: for debugging and exactly-once checks
         "sample_row": torch.from_numpy(np.repeat(np.arange(n_rows), counts)),
         "sample_start": torch.from_numpy(starts - row_start),
         "sample_len": torch.from_numpy(lens),
@@ -337,7 +338,7 @@ def prefetch_stream(iterable, size: int = 2) -> Iterator:
 class DataLoader:
     """Spec 4.1.5: sampler + collate + prefetch over one split.
 
-    Iterating gives one epoch (Lightning sets the epoch through ``batch_sampler.set_epoch``);
+    Iterating gives one epoch (Lightning sets the epoch through ``sampler.set_epoch``);
     ``stream()`` is the spec's endless stream across epochs. ``state_dict``/``load_state_dict``
     record the epoch and how many batches were served, so a resumed run continues mid-epoch.
     """
@@ -360,6 +361,11 @@ class DataLoader:
             world_size=world_size, packing=packing, max_len=max_len,
         )
         return cls(dataset, sampler, max_len, prefetch)
+
+    @property
+    def sampler(self) -> BatchSampler:
+        """Lightning calls ``dataloader.sampler.set_epoch(epoch)`` at every epoch start."""
+        return self.batch_sampler
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
