@@ -1,8 +1,8 @@
 """A small decoder-only transformer: pre-norm (RMSNorm), RoPE, SDPA attention, SwiGLU MLP,
 tied embeddings, and attention masks that understand packed rows.
 
-SwiGLU rather than GELU: at equal parameter count it trains faster on code (LLaMA, litgpt's
-defaults), and costs nothing extra at these sizes.
+SwiGLU rather than GELU: at equal parameter count it reaches a lower loss (Shazeer 2020), it is
+what LLaMA and litgpt's defaults use, and at these sizes it costs nothing extra in speed.
 """
 
 from __future__ import annotations
@@ -15,13 +15,18 @@ from torch import nn
 
 
 def rope_cache(max_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (max_len, head_dim/2), in float32 so long positions keep their precision."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
     return angles.cos(), angles.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x1, x2) of the head dimension; cos/sin are (B, 1, T, head_dim/2)."""
+    """Rotate the pairs (x[i], x[i + head_dim/2]) (GPT-NeoX / litgpt layout).
+
+    x is (B, H, T, head_dim); cos/sin are (B, 1, T, head_dim/2), gathered per token from the
+    position ids, so positions can restart inside a packed row.
+    """
     x1, x2 = x.float().chunk(2, dim=-1)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
@@ -32,6 +37,8 @@ class Attention(nn.Module):
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.dropout = dropout
@@ -73,7 +80,11 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Returns final-normed hidden states; ``lm_logits`` maps them to the vocabulary."""
+    """Decoder-only backbone shared by every task head.
+
+    ``forward`` returns final-normed hidden states so task heads (classifiers, GradNorm) can read
+    them directly; ``lm_logits`` maps them to the vocabulary through the tied embedding matrix.
+    """
 
     def __init__(
         self, vocab_size: int, d_model: int, n_layers: int, n_heads: int, max_len: int, ff_mult: float = 4.0,
@@ -81,9 +92,10 @@ class Transformer(nn.Module):
         init_std: float = 0.02,
     ):
         super().__init__()
-        self.vocab_size, self.d_model, self.n_layers, self.max_len = vocab_size, d_model, n_layers, max_len
-        self.causal = causal
-        # SwiGLU has three matrices: 2/3 of ff_mult keeps the MLP's parameters at ff_mult * d^2 * 2.
+        self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
+        self.max_len, self.causal = max_len, causal
+        # SwiGLU has three matrices: 2/3 of ff_mult keeps the MLP at 2 * ff_mult * d^2 parameters,
+        # like a GELU MLP of width ff_mult * d; rounded up to a multiple of 64 for the matmuls.
         ff_hidden = int(2 * ff_mult * d_model / 3 + 63) // 64 * 64
         self.embed = nn.Embedding(vocab_size, d_model)
         self.drop = nn.Dropout(dropout)
@@ -95,7 +107,8 @@ class Transformer(nn.Module):
         self._init_weights(init_std)
 
     def _init_weights(self, std: float) -> None:
-        """GPT-2 init: N(0, std), residual projections scaled by 1/sqrt(2 * n_layers)."""
+        """GPT-2 init: N(0, std) for matrices, residual projections scaled by 1/sqrt(2 * n_layers)
+        so the residual stream's variance does not grow with depth; norms start at 1."""
         for name, p in self.named_parameters():
             if p.ndim == 2:
                 scale = 1 / math.sqrt(2 * self.n_layers) if name.endswith("proj.weight") else 1.0
@@ -103,27 +116,38 @@ class Transformer(nn.Module):
 
     @property
     def last_shared_layer(self) -> nn.Module:
-        """The final norm: every task head reads its output, so GradNorm measures gradients here."""
+        """The final norm: every task head reads its output, so GradNorm measures gradients on its weight."""
         return self.norm
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.embed.weight)  # tied with the input embedding
+        """(..., d_model) -> (..., vocab_size), tied with the input embedding."""
+        return F.linear(hidden, self.embed.weight)
 
-    def attention_mask(self, segment_ids: torch.Tensor, causal: bool) -> torch.Tensor:
-        """(B, 1, T, T) boolean: same segment (and not in the future when causal).
+    @staticmethod
+    def segment_mask(segment_ids: torch.Tensor, causal: bool) -> torch.Tensor:
+        """(B, 1, T, T) boolean, True = may attend: same segment, and not in the future when causal.
 
-        Padding (segment 0) attends to itself only, so its rows stay finite.
+        Padding is segment 0, so real tokens never see it, and pad tokens see only (earlier) pad
+        tokens. The diagonal is always allowed, so no query row is fully masked: no NaN from
+        softmax over nothing, whatever the SDPA backend.
         """
-        same = segment_ids[:, :, None] == segment_ids[:, None, :]
-        same &= (segment_ids != 0)[:, None, :] | torch.eye(segment_ids.shape[1], dtype=torch.bool, device=segment_ids.device)
+        T = segment_ids.shape[1]
+        mask = segment_ids[:, :, None] == segment_ids[:, None, :]
         if causal:
-            same &= torch.ones_like(same[0], dtype=torch.bool).tril()
-        return same[:, None]
+            mask &= torch.ones(T, T, dtype=torch.bool, device=segment_ids.device).tril()
+        return mask[:, None]
 
     def forward(
         self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None, causal: bool | None = None,
     ) -> torch.Tensor:
+        """Returns final-normed hidden states (B, T, d_model).
+
+        segment_ids (B, T): 0 = padding, k = the k-th sample packed in the row; tokens attend only
+        within their segment. attention_mask (B, T, 1 real / 0 pad) is used as segment ids when
+        segment_ids is None. With neither, attention runs on SDPA's fast ``is_causal`` path.
+        ``causal`` overrides the constructor's flag for this call (False = bidirectional, for MLM).
+        """
         B, T = input_ids.shape
         if T > self.max_len:
             raise ValueError(f"sequence length {T} exceeds the model's max_len {self.max_len} (model.max_len)")
@@ -131,8 +155,8 @@ class Transformer(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
         if segment_ids is None and attention_mask is not None:
-            segment_ids = attention_mask
-        mask = self.attention_mask(segment_ids, causal) if segment_ids is not None else None
+            segment_ids = attention_mask.long()
+        mask = self.segment_mask(segment_ids, causal) if segment_ids is not None else None  # once, for all layers
         pos = position_ids.long()
         cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]
         x = self.drop(self.embed(input_ids))
@@ -145,5 +169,9 @@ class Transformer(nn.Module):
         return n - self.embed.weight.numel() if exclude_embeddings else n
 
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token (PaLM appendix B): 6N + 12 * L * d * T, for MFU."""
-        return 6 * self.num_parameters(exclude_embeddings=True) + 12 * self.n_layers * self.d_model * seq_len
+        """Training FLOPs per token, 6N + 12 * L * d * T (PaLM appendix B, nanoGPT), for MFU.
+
+        N includes the tied embedding: the lookup is free, but the same matrix is the LM head's
+        matmul, which 6 * V * d counts exactly (as nanoGPT does).
+        """
+        return 6 * self.num_parameters() + 12 * self.n_layers * self.d_model * seq_len
