@@ -32,18 +32,20 @@ def test_loop_initialises_from_config(make_cfg):
 def test_training_step_updates_parameters(make_cfg):
     loop = training_loop.init(make_cfg())
     dm = loop.datamodule
-    batch = dm.on_after_batch_transfer(next(iter(dm.loader("train"))), 0)
-    before = [p.detach().clone() for p in loop.module.parameters()]
+    batch = dm.on_after_batch_transfer(dm.on_before_batch_transfer(next(iter(dm.loader("train"))), 0), 0)
+    before = [p.detach().clone() for p in loop.module.model.parameters()]
     loss = training_loop.step_fn(loop.module, batch, adamw(loop.module.model, lr=1e-2))
     assert torch.isfinite(loss)
-    assert all(not torch.equal(a, b) for a, b in zip(before, loop.module.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before, loop.module.model.parameters()))
 
 
 def test_validation_computes_metrics(make_cfg):
     loop = training_loop.init(make_cfg())
     metrics = training_loop.validate(loop)
-    assert set(metrics) >= {"val/loss", "val/token_acc", "val/perplexity"}
-    assert metrics["val/loss"] > 0 and metrics["val/perplexity"] == pytest.approx(torch.tensor(metrics["val/loss"]).exp().item(), rel=1e-4)
+    assert set(metrics) >= {"val/loss", "val/code_generation/loss", "val/code_generation/token_acc", "val/perplexity"}
+    lm = metrics["val/code_generation/loss"]
+    assert lm > 0 and metrics["val/perplexity"] == pytest.approx(torch.tensor(lm).exp().item(), rel=1e-4)
+    assert 0 <= metrics["val/code_generation/token_acc"] <= 1
 
 
 def test_epoch_visits_every_training_sample_exactly_once(make_cfg):

@@ -245,7 +245,8 @@ def expand_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     Adds ``attention_mask`` (1 real / 0 pad), ``segment_ids`` (1..k for the k samples of a row,
     0 on padding), ``position_ids`` (restarting at 0 for each sample) and ``labels`` (the next
     token, ``-100`` on padding, on the prompt and on each sample's last token, so packed samples
-    never predict across a boundary), and ``segment`` (each sample's segment id). Only
+    never predict across a boundary), ``sample_index`` (each token's row in the sample table, -1 on
+    padding) and ``segment`` (each sample's segment id). Only
     elementwise ops on the (rows, width) grid: no host sync, cheap on any accelerator.
     """
     if "labels" in batch:
@@ -273,6 +274,7 @@ def expand_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {
         **batch, "attention_mask": real.to(ids.dtype), "segment_ids": seg.to(ids.dtype),
         "position_ids": pos.to(ids.dtype), "labels": labels, "segment": segment,
+        "sample_index": torch.where(real, sample, -1),
     }
 
 
@@ -446,6 +448,7 @@ class ElixirDataModule(L.LightningDataModule):
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # Real tokens counted on the host, before the copy: throughput logging needs no device sync.
         batch["n_tokens"] = int(batch["sample_len"].sum())
+        batch["tasks_present"] = torch.unique(batch["task"]).tolist()  # known on the host: no device sync
         return batch
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from elixir_coder.training.data import ElixirDataModule
+from elixir_coder.training.loss import GradNorm, GradNormWeighting
 from elixir_coder.training.module import ElixirCoderModule
 
 
@@ -31,13 +32,18 @@ def init(cfg: DictConfig) -> Loop:
     datamodule: ElixirDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     model = instantiate(cfg.model, vocab_size=datamodule.vocab_size)
+    weighting = instantiate(cfg.loss.weighting)
     module = ElixirCoderModule(
         model=model,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        tasks=list(cfg.task.tasks),
+        weighting=weighting,
         label_smoothing=cfg.loss.label_smoothing,
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if isinstance(weighting, GradNormWeighting):
+        callbacks.append(GradNorm())
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return Loop(datamodule, module, trainer)
@@ -47,7 +53,8 @@ def step_fn(module: ElixirCoderModule, batch: dict, optimizer: torch.optim.Optim
     """Spec 4.5.2: one step outside the Trainer (forward, loss, backward, update); returns the loss."""
     module.train()
     optimizer.zero_grad(set_to_none=True)
-    loss, _, _ = module.lm_loss(batch)
+    losses = module.task_losses(module.task_outputs(batch))
+    loss, _ = module.weighting.combine(losses, module.task_scale)
     loss.backward()
     optimizer.step()
     return loss.detach()

@@ -1,23 +1,28 @@
-"""The LightningModule (spec 4.5): training and validation steps, optimizer and LR schedule.
+"""The LightningModule (spec 4.5): one shared backbone, task heads, weighted multi-task loss.
 
 Lightning's Trainer is the loop the spec builds with Axon.Loop: it drives ``training_step``,
 runs ``validation_step`` under ``torch.no_grad``, steps the scheduler every optimizer step and
-saves everything a resume needs.
+saves everything a resume needs (the weighting strategy's parameters and buffers included).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MultilabelAccuracy, MultilabelF1Score
 
-from elixir_coder.training.loss import IGNORE_INDEX, cross_entropy
+from elixir_coder.labels import CLASSIFICATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
+from elixir_coder.model.heads import TaskHeads, pool
+from elixir_coder.training.loss import IGNORE_INDEX, TaskWeighting, cross_entropy, multi_label_bce
 from elixir_coder.training.optimizer import clip_gradients
+
+N_LABELS = {"quality": len(QUALITY_LABELS), "security": len(SECURITY_LABELS)}
 
 
 class ElixirCoderModule(L.LightningModule):
@@ -26,23 +31,75 @@ class ElixirCoderModule(L.LightningModule):
         model: nn.Module,
         optimizer: Callable[[nn.Module], torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        tasks: Sequence[str] = ("code_generation",),
+        weighting: TaskWeighting | None = None,
         label_smoothing: float = 0.0,
+        projection_dim: int = 128,
     ):
         super().__init__()
         self.model = model
+        self.tasks = list(tasks)
+        self.heads = TaskHeads(model.d_model, N_LABELS["quality"], N_LABELS["security"], projection_dim)
+        self.weighting = weighting if weighting is not None else TaskWeighting(self.tasks)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_smoothing = label_smoothing
-        self.val_loss = MeanMetric()
-        self.val_token_acc = MeanMetric()
-        self._tokens_in_batch = 0
+        # Curriculum scale per task (1.0 = full weight); the curriculum callback updates it.
+        self.task_scale: dict[str, float] = {t: 1.0 for t in self.tasks}
+        self.last_task_losses: dict[str, torch.Tensor] = {}
+        # Token-weighted means over the whole validation set; "a__b" is logged as "val/a/b".
+        self.val_means = nn.ModuleDict({"loss": MeanMetric()})
+        for t in self.tasks:
+            self.val_means[f"{t}__loss"] = MeanMetric()
+            if t not in CLASSIFICATION_TASKS:
+                self.val_means[f"{t}__token_acc"] = MeanMetric()
+        self.cls_metrics = nn.ModuleDict({
+            f"{stage}_{t}": MetricCollection({
+                "f1": MultilabelF1Score(N_LABELS[t], average="macro", zero_division=1.0),
+                "acc": MultilabelAccuracy(N_LABELS[t]),
+            })
+            for t in self.tasks if t in CLASSIFICATION_TASKS for stage in ("train", "val")
+        })
         self._step_started: float | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(batch["input_ids"], position_ids=batch["position_ids"], segment_ids=batch["segment_ids"])
 
-    def lm_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Language-model loss on completion tokens only; logits are computed just for those rows."""
+    def task_outputs(self, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Predictions and targets of every active task present in the batch.
+
+        Generation tasks: next-token logits, computed only at target positions. Classification
+        tasks: head logits on each sample's pooled representation. Inactive tasks' heads are not
+        run, so they get no gradient and cost nothing.
+        """
+        hidden = self(batch)
+        present = [TASKS[i] for i in batch["tasks_present"] if TASKS[i] in self.task_scale]
+        outputs = {}
+        generation = [t for t in present if t not in CLASSIFICATION_TASKS]
+        if generation:
+            target = batch["labels"] != IGNORE_INDEX
+            token_task = batch["task"][batch["sample_index"].clamp(min=0)][target]
+            logits = self.model.lm_logits(hidden[target])
+            labels = batch["labels"][target]
+            for t in generation:
+                m = token_task == TASKS.index(t)
+                outputs[t] = (logits[m], labels[m])
+        classification = [t for t in present if t in CLASSIFICATION_TASKS]
+        if classification:
+            pooled = pool(hidden, batch["sample_index"], batch["task"].numel())
+            for t in classification:
+                m = batch["task"] == TASKS.index(t)
+                outputs[t] = (self.heads.classify(t, pooled[m]), batch[t][m])
+        return outputs
+
+    def task_losses(self, outputs: dict) -> dict[str, torch.Tensor]:
+        return {
+            t: multi_label_bce(p, y) if t in CLASSIFICATION_TASKS else cross_entropy(p, y, self.label_smoothing)
+            for t, (p, y) in outputs.items()
+        }
+
+    def lm_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss, token accuracy and target count of the generation tasks alone (unweighted)."""
         hidden = self(batch)
         target = batch["labels"] != IGNORE_INDEX
         labels = batch["labels"][target].long()
@@ -55,37 +112,76 @@ class ElixirCoderModule(L.LightningModule):
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._step_started = time.perf_counter()
-        self._tokens_in_batch = batch["n_tokens"]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, acc, n_targets = self.lm_loss(batch)
+        outputs = self.task_outputs(batch)
+        losses = self.task_losses(outputs)
+        total, weights = self.weighting.combine(losses, self.task_scale)
+        self.weighting.observe({t: v.detach() for t, v in losses.items()})
+        self.last_task_losses = losses  # with their graphs, for the GradNorm callback
         n = batch["input_ids"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        self.log("train/token_acc", acc, batch_size=n)
-        return loss
+        self.log("train/loss", total, prog_bar=True, batch_size=n)
+        for t, loss in losses.items():
+            self.log(f"train/{t}/loss", loss, batch_size=n)
+            self.log(f"train/{t}/weight", weights[t], batch_size=n)
+            self.log_task_metrics("train", t, *outputs[t], batch_size=n)
+        return total
+
+    def log_task_metrics(self, stage: str, task: str, preds: torch.Tensor, targets: torch.Tensor, batch_size: int) -> None:
+        if task in CLASSIFICATION_TASKS:
+            if targets.numel():
+                metrics = self.cls_metrics[f"{stage}_{task}"]
+                metrics.update(preds.detach(), targets.long())
+                if stage == "train":
+                    self.log_dict({f"train/{task}/{k}": v for k, v in metrics.compute().items()}, batch_size=batch_size)
+                    metrics.reset()
+        elif stage == "train" and targets.numel():
+            acc = (preds.detach().argmax(-1) == targets).float().mean()
+            self.log(f"train/{task}/token_acc", acc, batch_size=batch_size)
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         if self._step_started is not None:
             elapsed = time.perf_counter() - self._step_started
-            self.log("train/tokens_per_s", self._tokens_in_batch / max(elapsed, 1e-9))
+            self.log("train/tokens_per_s", batch["n_tokens"] / max(elapsed, 1e-9))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, acc, n_targets = self.lm_loss(batch)
-        self.val_loss.update(loss, weight=n_targets)
-        self.val_token_acc.update(acc, weight=n_targets)
+        outputs = self.task_outputs(batch)
+        losses = self.task_losses(outputs)
+        total, _ = self.weighting.combine(losses)
+        n_real = batch["n_tokens"]
+        self.val_means["loss"].update(total, weight=n_real)
+        for t, loss in losses.items():
+            preds, targets = outputs[t]
+            count = targets.shape[0]
+            if count == 0:
+                continue
+            self.val_means[f"{t}__loss"].update(loss, weight=count)
+            if t in CLASSIFICATION_TASKS:
+                self.cls_metrics[f"val_{t}"].update(preds, targets.long())
+            else:
+                acc = (preds.argmax(-1) == targets).float().mean()
+                self.val_means[f"{t}__token_acc"].update(acc, weight=count)
 
     def on_validation_epoch_end(self) -> None:
-        loss = self.val_loss.compute()
-        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
-        self.log("val/token_acc", self.val_token_acc.compute())
-        self.log("val/perplexity", torch.exp(loss.clamp(max=math.log(1e6))))
-        self.val_loss.reset()
-        self.val_token_acc.reset()
+        for name, metric in self.val_means.items():
+            if metric.update_count:
+                value = metric.compute()
+                self.log("val/" + name.replace("__", "/"), value, prog_bar=name == "loss")
+                if name == "code_generation__loss":
+                    self.log("val/perplexity", torch.exp(value.clamp(max=math.log(1e6))))
+            metric.reset()
+        for t in self.tasks:
+            if t in CLASSIFICATION_TASKS:
+                metrics = self.cls_metrics[f"val_{t}"]
+                if metrics["f1"].update_count:
+                    self.log_dict({f"val/{t}/{k}": v for k, v in metrics.compute().items()})
+                metrics.reset()
 
     # -- optimisation ------------------------------------------------------------------------
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.model)
+        # The backbone, the heads and any learned weighting parameters (uncertainty's log-variances).
+        optimizer = self.optimizer_factory(nn.ModuleList([self.model, self.heads, self.weighting]))
         if self.scheduler_factory is None:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -95,5 +191,5 @@ class ElixirCoderModule(L.LightningModule):
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Spec 4.4.4 as a Lightning hook: clip by global norm before the update, log the pre-clip norm."""
         max_norm = float(gradient_clip_val) if gradient_clip_val else float("inf")
-        norm = clip_gradients(self.model.parameters(), max_norm)
-        self.log("train/grad_norm", norm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.log("train/grad_norm", clip_gradients(params, max_norm))
