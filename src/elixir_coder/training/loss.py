@@ -248,7 +248,7 @@ class GradNormWeighting(TaskWeighting):
     not by the model's optimizer; kept summing to the number of tasks."""
 
     def __init__(self, tasks: Sequence[str], weights: Mapping[str, float] | None = None, alpha: float = 1.5,
-                 lr: float = 0.025, every_n_steps: int = 1):
+                 lr: float = 0.01, every_n_steps: int = 1):
         super().__init__(tasks, weights)
         self.alpha, self.lr, self.every_n_steps = alpha, lr, every_n_steps
         w = self.base / self.base.sum() * len(self.tasks)
@@ -262,7 +262,7 @@ class GradNormWeighting(TaskWeighting):
 
 def gradnorm_weights(
     weights: torch.Tensor, task_grad_norms: torch.Tensor, losses: torch.Tensor, initial_losses: torch.Tensor,
-    alpha: float = 1.5, lr: float = 0.025,
+    alpha: float = 1.5, lr: float = 0.01,
 ) -> torch.Tensor:
     """Spec 4.2.7: one GradNorm update of the task weights; returns the new weights (sum = T).
 
