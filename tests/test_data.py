@@ -177,7 +177,7 @@ def test_dataloader_epoch_stream_and_resume(synthetic):
     for _ in range(5):
         next(it)
     state = fresh.state_dict()
-    assert state == {"epoch": 0, "served": 5}
+    assert state == {"epoch": 0, "position": 5}
     resumed = DataLoader.new(synthetic, "train", batch_size=16, max_len=128, seed=4)
     resumed.load_state_dict(state)
     rest = [b["input_ids"] for b in resumed]

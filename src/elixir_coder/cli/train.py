@@ -24,7 +24,7 @@ def train(cfg: DictConfig) -> float | None:
     """Train with ``cfg``; returns ``cfg.optimized_metric`` at the end (what sweepers optimise)."""
     loop = training_loop.init(cfg)
     first = None
-    if cfg.validate_before_fit and not loop.trainer.fast_dev_run:
+    if cfg.validate_before_fit and not loop.trainer.fast_dev_run and not cfg.ckpt_path:
         first = training_loop.validate(loop).get("val/loss")
     loop.trainer.fit(loop.module, datamodule=loop.datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in loop.trainer.callback_metrics.items()}

@@ -348,7 +348,10 @@ class DataLoader:
     def __init__(self, dataset: TokenizedDataset, batch_sampler: BatchSampler, max_len: int, prefetch: int = 2):
         self.dataset, self.batch_sampler = dataset, batch_sampler
         self.max_len, self.prefetch = max_len, prefetch
-        self._served = 0  # batches handed out in the current epoch
+        # Batches of the current epoch already used. Counted when a batch is handed out, unless
+        # a consumer that reads ahead (Lightning fetches one batch early) counts them itself.
+        self.position = 0
+        self.count_on_yield = True
         self._resume_from = 0
 
     @classmethod
@@ -374,11 +377,12 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         skip, self._resume_from = self._resume_from, 0
-        self._served = skip
+        self.position = skip
         plan = list(self.batch_sampler)[skip:]
         batches = (gather_batch(self.dataset, rows, self.max_len) for rows in plan)
         for batch in prefetch_stream(batches, self.prefetch):
-            self._served += 1
+            if self.count_on_yield:
+                self.position += 1
             yield batch
 
     def stream(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -387,11 +391,12 @@ class DataLoader:
             self.batch_sampler.set_epoch(self.batch_sampler.epoch + 1)
 
     def state_dict(self) -> dict:
-        return {"epoch": self.batch_sampler.epoch, "served": self._served}
+        return {"epoch": self.batch_sampler.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from ``position`` in ``epoch`` at the next iteration (exact mid-epoch resume)."""
         self.batch_sampler.set_epoch(int(state["epoch"]))
-        self._resume_from = int(state["served"])
+        self._resume_from = int(state["position"])
 
 
 class ElixirDataModule(L.LightningDataModule):
@@ -417,6 +422,7 @@ class ElixirDataModule(L.LightningDataModule):
         self.tasks = list(tasks) if tasks is not None else None
         self.meta: dict | None = None
         self._loaders: dict[str, DataLoader] = {}
+        self._train_state: dict | None = None  # a resumed run's data position, applied to the loader
 
     def prepare_data(self) -> None:
         self.meta = ensure_prepared(self.data_dir, self.recipe, overwrite=self.overwrite)
@@ -443,10 +449,32 @@ class ElixirDataModule(L.LightningDataModule):
                 packing=self.packing, max_len=self.max_len, seed=self.seed, rank=rank, world_size=world,
                 tasks=self.tasks,
             )
+            # Lightning fetches one batch ahead; the position advances when a batch is trained on.
+            self._loaders[split].count_on_yield = not train
+        if split == "train" and self._train_state is not None:
+            self._loaders[split].load_state_dict(self._train_state)
+            self._train_state = None
         return self._loaders[split]
+
+    def state_dict(self) -> dict:
+        """Saved by Lightning in every checkpoint: the training loader's epoch and position.
+
+        Restored through the DataModule rather than only through the loader's own
+        ``state_dict``: Lightning sets up the train loader early (to count the stepping batches
+        for the LR schedule) and then skips loading loader states on resume.
+        """
+        return {"train": self._loaders["train"].state_dict()} if "train" in self._loaders else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "train" in state:
+            self._train_state = state["train"]
+            if "train" in self._loaders:
+                self.loader("train")
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # Real tokens counted on the host, before the copy: throughput logging needs no device sync.
+        if self.trainer is not None and self.trainer.training and "train" in self._loaders:
+            self._loaders["train"].position += 1
         batch["n_tokens"] = int(batch["sample_len"].sum())
         batch["tasks_present"] = torch.unique(batch["task"]).tolist()  # known on the host: no device sync
         return batch

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import logging
+
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from elixir_coder.training.checkpoint import KEY, read, resolve_ckpt_path, run_dir_of
 
 from elixir_coder.training.data import ElixirDataModule
 from elixir_coder.training.loss import GradNorm, GradNormWeighting
 from elixir_coder.training.module import ElixirCoderModule
+
+
+log = logging.getLogger("elixir_coder")
 
 
 @dataclass
@@ -26,8 +35,54 @@ class Loop:
     trainer: L.Trainer
 
 
+def config_yaml(cfg: DictConfig) -> str:
+    """The resolved run config as plain YAML (Hydra's own settings left out)."""
+    return OmegaConf.to_yaml(OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True))
+
+
+# Keys a resumed run may change without changing what is being trained.
+RUN_LENGTH_KEYS = ("ckpt_path", "trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_batches",
+                   "trainer.limit_val_batches", "paths.", "trainer.default_root_dir", "callbacks.", "logger.",
+                   "validate_before_fit")
+
+
+def config_differences(saved_yaml: str, cfg: DictConfig) -> list[str]:
+    """Keys (other than run-length ones) whose values differ between a checkpoint's config and ``cfg``."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    old = flat(OmegaConf.to_container(OmegaConf.create(saved_yaml)) if saved_yaml else {})
+    new = flat(OmegaConf.to_container(OmegaConf.create(config_yaml(cfg))))
+    keys = sorted(set(old) | set(new))
+    return [
+        f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+        for k in keys if old.get(k) != new.get(k) and not k.startswith(RUN_LENGTH_KEYS)
+    ]
+
+
 def init(cfg: DictConfig) -> Loop:
-    """Spec 4.5.1: seed, prepare the data, build model + optimizer + loss + metrics, and the Trainer."""
+    """Spec 4.5.1: seed, prepare the data, build model + optimizer + loss + metrics, and the Trainer.
+
+    With ``ckpt_path`` set, the run continues in the checkpoint's run folder (checkpoints and
+    TensorBoard events), TensorBoard drops events past the checkpoint's step, and any config
+    difference other than run length is reported before training starts.
+    """
+    ckpt = resolve_ckpt_path(cfg.get("ckpt_path"))
+    purge_step = None
+    if ckpt is not None:
+        saved = read(ckpt)
+        purge_step = int(saved.get("global_step", 0))
+        diffs = config_differences(saved.get(KEY, {}).get("config_yaml", ""), cfg)
+        if diffs:
+            log.warning("resuming with a config that differs from the checkpoint's:\n  %s", "\n  ".join(diffs))
+        with open_dict(cfg):
+            cfg.ckpt_path = ckpt
+            cfg.paths.output_dir = str(run_dir_of(ckpt))
+        log.info("resuming from %s (epoch %s, step %s) in %s", ckpt, saved.get("epoch"), purge_step, cfg.paths.output_dir)
+        del saved
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule: ElixirDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -40,11 +95,23 @@ def init(cfg: DictConfig) -> Loop:
         tasks=list(cfg.task.tasks),
         weighting=weighting,
         label_smoothing=cfg.loss.label_smoothing,
+        max_nonfinite_steps=cfg.max_nonfinite_steps,
+        config_yaml=config_yaml(cfg),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if isinstance(weighting, GradNormWeighting):
         callbacks.append(GradNorm())
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if cfg.get("checkpoint_every_n_steps"):
+        # Mid-epoch checkpoints for crash recovery: the newest one is kept, beside the epoch
+        # checkpoints of the `callbacks` group; resuming from the run folder takes the newest.
+        callbacks.append(ModelCheckpoint(
+            dirpath=f"{cfg.paths.output_dir}/checkpoints", filename="step-{step}", every_n_train_steps=cfg.checkpoint_every_n_steps,
+            save_top_k=1, monitor="step", mode="max", save_last=False, auto_insert_metric_name=False,
+        ))
+    loggers = [
+        instantiate(c, **({"purge_step": purge_step} if purge_step is not None and "TensorBoard" in c._target_ else {}))
+        for c in (cfg.get("logger") or {}).values() if c is not None
+    ]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return Loop(datamodule, module, trainer)
 

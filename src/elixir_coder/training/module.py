@@ -17,10 +17,16 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MultilabelAccuracy, MultilabelF1Score
 
+from elixir_coder.errors import ElixirCoderError
 from elixir_coder.labels import CLASSIFICATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 from elixir_coder.model.heads import TaskHeads, pool
+from elixir_coder.training.checkpoint import FORMAT_VERSION, KEY, check_architecture
 from elixir_coder.training.loss import IGNORE_INDEX, TaskWeighting, cross_entropy, multi_label_bce
 from elixir_coder.training.optimizer import clip_gradients
+
+class NonFiniteLossError(ElixirCoderError):
+    """Training diverged: the loss stayed NaN/inf for too many steps."""
+
 
 N_LABELS = {"quality": len(QUALITY_LABELS), "security": len(SECURITY_LABELS)}
 
@@ -35,6 +41,8 @@ class ElixirCoderModule(L.LightningModule):
         weighting: TaskWeighting | None = None,
         label_smoothing: float = 0.0,
         projection_dim: int = 128,
+        max_nonfinite_steps: int = 10,
+        config_yaml: str = "",
     ):
         super().__init__()
         self.model = model
@@ -61,6 +69,10 @@ class ElixirCoderModule(L.LightningModule):
             for t in self.tasks if t in CLASSIFICATION_TASKS for stage in ("train", "val")
         })
         self._step_started: float | None = None
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
+        self.config_yaml = config_yaml  # saved in every checkpoint, for resume checks and provenance
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(batch["input_ids"], position_ids=batch["position_ids"], segment_ids=batch["segment_ids"])
@@ -117,6 +129,9 @@ class ElixirCoderModule(L.LightningModule):
         outputs = self.task_outputs(batch)
         losses = self.task_losses(outputs)
         total, weights = self.weighting.combine(losses, self.task_scale)
+        if not torch.isfinite(total):
+            return self.skip_nonfinite(losses)
+        self.nonfinite_in_a_row = 0
         self.weighting.observe({t: v.detach() for t, v in losses.items()})
         self.last_task_losses = losses  # with their graphs, for the GradNorm callback
         n = batch["input_ids"].shape[0]
@@ -126,6 +141,20 @@ class ElixirCoderModule(L.LightningModule):
             self.log(f"train/{t}/weight", weights[t], batch_size=n)
             self.log_task_metrics("train", t, *outputs[t], batch_size=n)
         return total
+
+    def skip_nonfinite(self, losses: dict[str, torch.Tensor]) -> None:
+        """A non-finite loss skips the step (Lightning skips the update when the step returns
+        None); too many in a row stop the run before anything non-finite can be saved."""
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        self.log("train/nonfinite_steps", float(self.nonfinite_total))
+        if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
+            bad = ", ".join(t for t, v in losses.items() if not torch.isfinite(v)) or "the total"
+            raise NonFiniteLossError(
+                f"non-finite loss ({bad}) in {self.nonfinite_in_a_row} steps in a row at step {self.global_step}; "
+                "lower optimizer.lr, check the data, or raise max_nonfinite_steps"
+            )
+        return None
 
     def log_task_metrics(self, stage: str, task: str, preds: torch.Tensor, targets: torch.Tensor, batch_size: int) -> None:
         if task in CLASSIFICATION_TASKS:
@@ -176,6 +205,26 @@ class ElixirCoderModule(L.LightningModule):
                 if metrics["f1"].update_count:
                     self.log_dict({f"val/{t}/{k}": v for k, v in metrics.compute().items()})
                 metrics.reset()
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[KEY] = {
+            "format_version": FORMAT_VERSION,
+            "config_yaml": self.config_yaml,
+            "metrics": {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1},
+            "rng": {"torch": torch.get_rng_state()},
+            "task_scale": dict(self.task_scale),
+            "nonfinite_total": self.nonfinite_total,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        check_architecture(self.state_dict(), checkpoint["state_dict"], "ckpt_path")
+        ours = checkpoint.get(KEY, {})
+        if "torch" in ours.get("rng", {}):
+            torch.set_rng_state(ours["rng"]["torch"])
+        self.task_scale.update(ours.get("task_scale", {}))
+        self.nonfinite_total = ours.get("nonfinite_total", 0)
 
     # -- optimisation ------------------------------------------------------------------------
 
