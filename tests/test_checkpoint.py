@@ -1,0 +1,231 @@
+"""Checkpoints (spec 4.6): atomic top-K saves, exact resume after kill -9, clear errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from elixir_coder.io import atomic_write
+from elixir_coder.training import checkpoint as ckpt_mod
+from elixir_coder.training import loop as training_loop
+from elixir_coder.training.checkpoint import Checkpoint, CheckpointError, read, resolve_ckpt_path
+
+
+@pytest.fixture
+def trained(make_cfg):
+    """A short run with epoch and step checkpoints; returns (cfg, loop, checkpoint folder)."""
+    cfg = make_cfg("trainer.max_epochs=2", "checkpoint_every_n_steps=4")
+    loop = training_loop.init(cfg)
+    loop.trainer.fit(loop.module, datamodule=loop.datamodule)
+    return cfg, loop, Path(cfg.paths.output_dir) / "checkpoints"
+
+
+def test_checkpoint_holds_everything_a_resume_needs(trained):
+    cfg, loop, folder = trained
+    view = Checkpoint.load(folder / "last.ckpt")
+    assert view.epoch == 1 and view.step == loop.trainer.global_step
+    assert set(view.model) == set(loop.module.model.state_dict())
+    assert view.optimizer and view.scheduler and view.scheduler[0]["last_epoch"] == view.step
+    assert "base" in view.loss_weighting and "torch" in view.rng
+    assert "model:" in view.config_yaml and "d_model: 32" in view.config_yaml
+    meta = json.loads((folder / "last.json").read_text())
+    assert {"epoch", "step", "metrics", "config_sha256", "package_version", "file_sha256"} <= set(meta)
+    assert "val/loss" in meta["metrics"]
+
+
+def test_load_restores_parameters_and_refuses_other_architectures(trained, make_cfg):
+    cfg, loop, folder = trained
+    fresh = training_loop.init(make_cfg("trainer.max_epochs=2")).module
+    ckpt_mod.load(folder / "last.ckpt", fresh)
+    for a, b in zip(fresh.model.parameters(), loop.module.model.parameters()):
+        assert torch.equal(a, b)
+    other = training_loop.init(make_cfg("model.d_model=48")).module
+    with pytest.raises(CheckpointError, match=r"architecture differs from the config \(shapes differ: .*: checkpoint \(\d+, 32\) vs config \(\d+, 48\)"):
+        ckpt_mod.load(folder / "last.ckpt", other)
+
+
+def test_top_k_keeps_the_three_best_and_last(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=6", "optimizer.lr=3e-2")
+    loop = training_loop.init(cfg)
+    loop.trainer.fit(loop.module, datamodule=loop.datamodule)
+    folder = Path(cfg.paths.output_dir) / "checkpoints"
+    kept = sorted(p.name for p in folder.glob("*.ckpt"))
+    assert len(kept) == 4 and "last.ckpt" in kept
+    assert all((folder / name).with_suffix(".json").is_file() for name in kept)
+    assert len(list(folder.glob("*.json"))) == 4  # metadata of deleted checkpoints went with them
+    scores = {p.name: json.loads(p.with_suffix(".json").read_text())["metrics"]["val/loss"] for p in folder.glob("model-*.ckpt")}
+    callback = loop.trainer.checkpoint_callback
+    best = sorted(float(v) for v in callback.best_k_models.values())
+    assert sorted(scores.values()) == pytest.approx(best)
+
+
+def test_failed_write_keeps_previous_checkpoints(trained, monkeypatch):
+    """Disk full in the middle of a save: the old checkpoints stay intact, nothing partial appears."""
+    cfg, loop, folder = trained
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    class DiskFull:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    real = atomic_write
+
+    def failing(path, mode="wb"):
+        cm = real(path, mode)
+
+        class Wrapped:
+            def __enter__(self):
+                return DiskFull(cm.__enter__())
+
+            def __exit__(self, *exc):
+                return cm.__exit__(*exc)
+
+        return Wrapped()
+
+    monkeypatch.setattr(ckpt_mod, "atomic_write", failing)
+    with pytest.raises(OSError, match="No space left"):
+        loop.trainer.save_checkpoint(str(folder / "model-9.ckpt"))
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert after == before  # no model-9.ckpt, no temp file, old files untouched
+    read(folder / "last.ckpt")
+
+
+def flip_byte(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:1000]), r"truncated \(1000 bytes"),
+        (lambda p: p.write_bytes(flip_byte(p.read_bytes(), 5000)), r"checksum does not match last\.json"),
+        (lambda p: (p.write_bytes(p.read_bytes()[:1000]), p.with_suffix(".json").unlink()), r"not a readable checkpoint"),
+        (lambda p: p.unlink(), r"no such checkpoint file"),
+    ],
+)
+def test_damaged_checkpoints_give_one_clear_error(trained, damage, message):
+    _, _, folder = trained
+    damage(folder / "last.ckpt")
+    with pytest.raises(CheckpointError, match=message):
+        read(folder / "last.ckpt")
+
+
+def test_older_format_version_is_refused(trained):
+    _, loop, folder = trained
+    old = folder / "old.ckpt"
+    state = torch.load(folder / "last.ckpt", weights_only=True)
+    state["elixir_coder"]["format_version"] = 0
+    torch.save(state, old)
+    with pytest.raises(CheckpointError, match=r"format version 0, this package reads version 1"):
+        read(old)
+
+
+def test_ckpt_path_resolution(trained, tmp_path):
+    _, _, folder = trained
+    assert resolve_ckpt_path(str(folder.parent)).endswith((".ckpt"))
+    newest = max([folder / "last.ckpt", *folder.glob("step-*.ckpt")], key=lambda p: p.stat().st_mtime)
+    assert resolve_ckpt_path(str(folder.parent)) == str(newest)
+    assert resolve_ckpt_path("last", outputs_dir=folder.parent.parent) == str(newest)
+    with pytest.raises(CheckpointError, match="ckpt_path=last: no checkpoints/last.ckpt"):
+        resolve_ckpt_path("last", outputs_dir=tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="no such file or folder"):
+        resolve_ckpt_path(str(tmp_path / "missing.ckpt"))
+
+
+def test_no_checkpoint_with_nonfinite_parameters(trained):
+    _, loop, folder = trained
+    with torch.no_grad():
+        next(loop.module.model.parameters()).fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="non-finite parameters"):
+        loop.trainer.save_checkpoint(str(folder / "nan.ckpt"))
+    assert not (folder / "nan.ckpt").exists()
+
+
+# -- kill -9 and resume: the final parameters are bitwise those of an uninterrupted run ----------
+
+KILL_DURING_SAVE = """
+import os, sys
+import elixir_coder.training.checkpoint as c
+real, calls = c.atomic_write, [0]
+def dying(path, mode="wb"):
+    cm = real(path, mode)
+    class W:
+        def __enter__(self):
+            fh = cm.__enter__()
+            calls[0] += 1
+            if calls[0] == int(os.environ["DIE_AT_WRITE"]):
+                fh.write(b"partial")
+                fh.flush()
+                os._exit(137)  # like kill -9: no cleanup, a temp file left behind
+            return fh
+        def __exit__(self, *exc):
+            return cm.__exit__(*exc)
+    return W()
+c.atomic_write = dying
+from elixir_coder.cli.train import main
+sys.argv = ["elixir-train", *sys.argv[1:]]
+main()
+"""
+
+
+def _train(args, run_dir, cwd, kill_at_step=None, env=None):
+    cmd = [sys.executable, "-m", "elixir_coder.cli.train", *args, f"hydra.run.dir={run_dir}"]
+    if env and "DIE_AT_WRITE" in env:
+        cmd = [sys.executable, "-c", KILL_DURING_SAVE, *args, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    if kill_at_step is not None:
+        deadline = time.time() + 300
+        def reached():
+            steps = [int(p.stem.split("-")[1]) for p in Path(run_dir).glob("checkpoints/step-*.ckpt")]
+            return steps and max(steps) >= kill_at_step
+
+        while not reached():
+            assert proc.poll() is None and time.time() < deadline, "run ended before the kill"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+def final_params(run_dir):
+    return torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("during_save", [False, True])
+def test_kill_and_resume_is_bitwise_identical(tmp_path, tiny_corpus, during_save):
+    args = [f"data.jsonl={tiny_corpus}", "data.vocab_size=400", "data.max_len=64", "data.batch_size=8",
+            "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.max_len=64", "trainer.max_epochs=2",
+            "checkpoint_every_n_steps=3", "validate_before_fit=false", "~callbacks.progress_bar"]
+    code, err = _train(args, tmp_path / "whole", tmp_path)
+    assert code == 0, err[-2000:]
+    if during_save:
+        code, _ = _train(args, tmp_path / "crashed", tmp_path, env={"DIE_AT_WRITE": str(random.Random(1).randint(3, 8))})
+    else:
+        code, _ = _train(args, tmp_path / "crashed", tmp_path, kill_at_step=3 * random.Random(0).randint(1, 4))
+    assert code != 0
+    leftovers = [p.name for p in (tmp_path / "crashed" / "checkpoints").iterdir()]
+    assert all(not name.startswith("model-") or name.endswith((".ckpt", ".json")) for name in leftovers)
+    code, err = _train([*args, f"ckpt_path={tmp_path / 'crashed'}"], tmp_path / "resumed", tmp_path)
+    assert code == 0, err[-2000:]
+    whole, resumed = final_params(tmp_path / "whole"), final_params(tmp_path / "crashed")
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
