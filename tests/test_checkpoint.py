@@ -229,3 +229,15 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path, tiny_corpus, during_save
     whole, resumed = final_params(tmp_path / "whole"), final_params(tmp_path / "crashed")
     assert whole.keys() == resumed.keys()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_export_to_safetensors(trained):
+    from safetensors.torch import load_file
+
+    _, loop, folder = trained
+    out = ckpt_mod.export_safetensors(folder / "last.ckpt")
+    tensors = load_file(out)
+    state = loop.module.state_dict()
+    assert set(tensors) == {k for k in state if k.startswith(("model.", "heads."))}
+    assert all(torch.equal(tensors[k], state[k]) for k in tensors)
+    assert "d_model: 32" in out.with_suffix(".yaml").read_text()

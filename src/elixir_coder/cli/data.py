@@ -4,6 +4,7 @@
     elixir-data prepare data.source_dir=~/src/my_app data.data_dir=data/my_app
     elixir-data prepare data.jsonl=records.jsonl data.overwrite=true
     elixir-data verify                           # re-check sizes, ids and checksums
+    elixir-data export ckpt_path=outputs/.../checkpoints/model-3.ckpt   # weights as safetensors
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from elixir_coder.cli.common import run_reporting_errors
 from elixir_coder.config import conf_dir
 from elixir_coder.corpus import tokenized
+from elixir_coder.errors import ElixirCoderError
 from elixir_coder.training.data import ElixirDataModule, read_dataset
 
 
@@ -38,7 +40,18 @@ def verify(cfg: DictConfig) -> None:
     print(f"{dm.data_dir}: ok ({', '.join(meta['splits'])})")
 
 
-COMMANDS = {"prepare": prepare, "verify": verify}
+def export(cfg: DictConfig) -> None:
+    """Write a checkpoint's weights as safetensors (no pickle at all) for deployment."""
+    from elixir_coder.training.checkpoint import export_safetensors, resolve_ckpt_path
+
+    ckpt = resolve_ckpt_path(cfg.ckpt_path)
+    if ckpt is None:
+        raise ElixirCoderError("export needs ckpt_path=<checkpoint file, run folder or last>")
+    out = export_safetensors(ckpt)
+    print(f"{out} (+ {out.with_suffix('.yaml').name})")
+
+
+COMMANDS = {"prepare": prepare, "verify": verify, "export": export}
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

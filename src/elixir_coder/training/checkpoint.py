@@ -221,3 +221,20 @@ def load(path: str | os.PathLike, module: torch.nn.Module) -> Checkpoint:
     check_architecture(module.state_dict(), state, str(path))
     module.load_state_dict(state)
     return Checkpoint.load(path)
+
+
+def export_safetensors(ckpt_path: str | os.PathLike) -> Path:
+    """The model and head weights of a checkpoint as ``<name>.safetensors`` plus its config as
+    ``<name>.yaml``, beside the checkpoint, both written atomically."""
+    from safetensors.torch import save
+
+    ckpt_path = Path(ckpt_path)
+    ckpt = read(ckpt_path)
+    tensors = {k: v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith(("model.", "heads."))}
+    out = ckpt_path.with_suffix(".safetensors")
+    meta = {"epoch": str(ckpt.get("epoch")), "step": str(ckpt.get("global_step")), "format": "elixir-coder"}
+    with atomic_write(out) as fh:
+        fh.write(save(tensors, metadata=meta))
+    with atomic_write(out.with_suffix(".yaml"), "w") as fh:
+        fh.write(ckpt.get(KEY, {}).get("config_yaml", ""))
+    return out
