@@ -70,6 +70,8 @@ class TokenizedDataset:
         self.quality_bits = index["quality"].astype(np.uint64)
         self.security_bits = index["security"].astype(np.uint64)
         self.pad_id = int(self.meta["special_tokens"]["<pad>"])
+        self.mask_id = int(self.meta["special_tokens"]["<mask>"])
+        self.n_special = len(self.meta["special_tokens"])  # special tokens take the first ids
 
     def __len__(self) -> int:
         return len(self.index)
@@ -151,7 +153,8 @@ class BatchSampler:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.packing, self.max_len = packing, max_len
         self.epoch = 0
-        self._plan_epoch: int | None = None
+        self.candidates = np.arange(len(self.lengths))  # the samples that may be drawn (active tasks)
+        self._plan_key: tuple | None = None
         self._plan: list[list[list[int]]] = []
 
     @classmethod
@@ -162,11 +165,16 @@ class BatchSampler:
         """Called by Lightning at every epoch start, through ``DataLoader.sampler``."""
         self.epoch = epoch
 
+    def set_candidates(self, indices: np.ndarray) -> None:
+        """Draw only these samples from now on (the curriculum's active tasks)."""
+        self.candidates = np.asarray(indices, dtype=np.int64)
+
     def _global_batches(self) -> list[list[list[int]]]:
-        if self._plan_epoch == self.epoch:
+        key = (self.epoch, len(self.candidates), hash(self.candidates.tobytes()))
+        if self._plan_key == key:
             return self._plan
-        n = len(self.lengths)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        n = len(self.candidates)
+        order = self.candidates[np.random.default_rng([self.seed, self.epoch]).permutation(n)] if self.shuffle else self.candidates
         rows = pack_rows(self.lengths, order, self.max_len) if self.packing else [[i] for i in order.tolist()]
         per_step = self.batch_size * self.world_size
         full = len(rows) // per_step * per_step
@@ -177,7 +185,7 @@ class BatchSampler:
             parts = [p for p in np.array_split(np.arange(len(rest)), self.world_size)]
             if min(len(p) for p in parts) > 0:
                 batches += [[rest[j] for j in p.tolist()] for p in parts]
-        self._plan, self._plan_epoch = batches, self.epoch
+        self._plan, self._plan_key = batches, key
         return batches
 
     def __iter__(self) -> Iterator[list[list[int]]]:
@@ -198,7 +206,10 @@ def _counter(n: int) -> np.ndarray:
     return _COUNTER[:n]
 
 
-def gather_batch(dataset: TokenizedDataset, rows: Sequence[Sequence[int]], max_len: int) -> dict[str, torch.Tensor]:
+def gather_batch(
+    dataset: TokenizedDataset, rows: Sequence[Sequence[int]], max_len: int, mlm_rate: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """The host half of collation: token ids laid out in rows, plus a per-sample table.
 
     Rows hold one sample each, or several back to back when packing; the width is the longest
@@ -206,6 +217,10 @@ def gather_batch(dataset: TokenizedDataset, rows: Sequence[Sequence[int]], max_l
     this table, so they are built by :func:`expand_batch` after the copy to the device (the
     cu_seqlens idea of variable-length attention kernels): the host does one gather per batch
     and ships a quarter of the bytes.
+
+    With ``mlm_rate`` > 0 (the curriculum's masked-language-modelling phase) that share of the
+    real, non-special tokens is replaced by ``<mask>`` and ``mlm_labels`` holds the originals
+    there (-100 elsewhere): the loss is on masked positions only, with bidirectional attention.
     """
     counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     idx = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(counts.sum()))
@@ -221,6 +236,12 @@ def gather_batch(dataset: TokenizedDataset, rows: Sequence[Sequence[int]], max_l
     # Rows are contiguous runs of the flat order, so a row-major boolean mask places them.
     ids = np.full((n_rows, width), dataset.pad_id, dtype=np.int32)
     ids[_counter(width)[None, :] < row_len[:, None]] = tokens
+    extra = {}
+    if mlm_rate > 0:
+        rng = rng if rng is not None else np.random.default_rng()
+        masked = (ids >= dataset.n_special) & (rng.random(ids.shape) < mlm_rate)
+        extra["mlm_labels"] = torch.from_numpy(np.where(masked, ids, IGNORE_INDEX).astype(np.int32))
+        ids[masked] = dataset.mask_id
 
     def bits(arr: np.ndarray, n_labels: int) -> torch.Tensor:
         unpacked = np.unpackbits(arr[idx].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
@@ -236,6 +257,7 @@ def gather_batch(dataset: TokenizedDataset, rows: Sequence[Sequence[int]], max_l
         "task": torch.from_numpy(dataset.task_ids[idx]),
         "quality": bits(dataset.quality_bits, len(QUALITY_LABELS)),
         "security": bits(dataset.security_bits, len(SECURITY_LABELS)),
+        **extra,
     }
 
 
@@ -269,8 +291,11 @@ def expand_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     sample = (first_of_row[:, None] + seg - 1).clamp(min=0)  # table index of the token's sample
     pos = (col[None, :] - start[sample]) * real
     trained = real & (pos >= batch["sample_prompt_len"][sample] - 1) & (pos < length[sample] - 1)
-    labels = torch.full_like(ids, IGNORE_INDEX)
-    labels[:, :-1] = torch.where(trained[:, :-1], ids[:, 1:], IGNORE_INDEX)
+    if "mlm_labels" in batch:  # masked LM: predict the original token at masked positions
+        labels = batch["mlm_labels"]
+    else:
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        labels[:, :-1] = torch.where(trained[:, :-1], ids[:, 1:], IGNORE_INDEX)
     return {
         **batch, "attention_mask": real.to(ids.dtype), "segment_ids": seg.to(ids.dtype),
         "position_ids": pos.to(ids.dtype), "labels": labels, "segment": segment,
@@ -352,7 +377,8 @@ class DataLoader:
         # a consumer that reads ahead (Lightning fetches one batch early) counts them itself.
         self.position = 0
         self.count_on_yield = True
-        self._resume_from = 0
+        self.mlm_rate = 0.0  # > 0 while the curriculum trains with masked language modelling
+        self._resume: tuple[int, int] | None = None  # (epoch, position) to continue from
 
     @classmethod
     def new(
@@ -376,10 +402,18 @@ class DataLoader:
         return len(self.batch_sampler)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        skip, self._resume_from = self._resume_from, 0
+        # Kept until the epoch changes: Lightning may create the iterator more than once.
+        resume = self._resume
+        skip = resume[1] if resume is not None and resume[0] == self.batch_sampler.epoch else 0
+        if resume is not None and resume[0] != self.batch_sampler.epoch:
+            self._resume = None
         self.position = skip
         plan = list(self.batch_sampler)[skip:]
-        batches = (gather_batch(self.dataset, rows, self.max_len) for rows in plan)
+        epoch, seed = self.batch_sampler.epoch, self.batch_sampler.seed
+        batches = (
+            gather_batch(self.dataset, rows, self.max_len, self.mlm_rate, np.random.default_rng([seed, epoch, skip + k]))
+            for k, rows in enumerate(plan)
+        )
         for batch in prefetch_stream(batches, self.prefetch):
             if self.count_on_yield:
                 self.position += 1
@@ -396,7 +430,7 @@ class DataLoader:
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``position`` in ``epoch`` at the next iteration (exact mid-epoch resume)."""
         self.batch_sampler.set_epoch(int(state["epoch"]))
-        self._resume_from = int(state["position"])
+        self._resume = (int(state["epoch"]), int(state["position"]))
 
 
 class ElixirDataModule(L.LightningDataModule):
@@ -407,7 +441,7 @@ class ElixirDataModule(L.LightningDataModule):
         vocab_size: int = 8192, val_fraction: float = 0.1, demo_modules: int = 320, max_sample_tokens: int = 2048,
         overwrite: bool = False, batch_size: int = 32, val_batch_size: int | None = None, max_len: int = 512,
         packing: bool = False, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2, seed: int = 0,
-        tasks: Sequence[str] | None = None,
+        tasks: Sequence[str] | None = None, mlm_rate: float = 0.15,
     ):
         super().__init__()
         self.data_dir = Path(data_dir)
@@ -418,7 +452,7 @@ class ElixirDataModule(L.LightningDataModule):
         self.overwrite = overwrite
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.max_len, self.packing, self.shuffle, self.drop_last = max_len, packing, shuffle, drop_last
-        self.prefetch, self.seed = prefetch, seed
+        self.prefetch, self.seed, self.mlm_rate = prefetch, seed, mlm_rate
         self.tasks = list(tasks) if tasks is not None else None
         self.meta: dict | None = None
         self._loaders: dict[str, DataLoader] = {}
@@ -455,6 +489,29 @@ class ElixirDataModule(L.LightningDataModule):
             self._loaders[split].load_state_dict(self._train_state)
             self._train_state = None
         return self._loaders[split]
+
+    def set_active(self, tasks: Sequence[str], objective: str = "clm") -> None:
+        """Train only on samples of ``tasks`` (no compute on inactive tasks), with ``objective``."""
+        loader = self.loader("train")
+        ids = [TASKS.index(t) for t in tasks]
+        loader.batch_sampler.set_candidates(np.flatnonzero(np.isin(loader.dataset.task_ids, ids)))
+        loader.mlm_rate = self.mlm_rate if objective == "mlm" else 0.0
+
+    def planned_batches(self, tasks_of_epoch, epochs: int) -> int:
+        """Training batches over ``epochs`` epochs when epoch e (1-based) trains ``tasks_of_epoch(e)``:
+        what the LR schedule spans when a curriculum changes the epoch length."""
+        loader = self.loader("train")
+        sampler = loader.batch_sampler
+        saved = (sampler.candidates, sampler.epoch)
+        total = 0
+        for e in range(1, epochs + 1):
+            ids = [TASKS.index(t) for t in tasks_of_epoch(e)]
+            sampler.set_candidates(np.flatnonzero(np.isin(loader.dataset.task_ids, ids)))
+            sampler.set_epoch(e - 1)
+            total += len(sampler)
+        sampler.set_candidates(saved[0])
+        sampler.set_epoch(saved[1])
+        return total
 
     def state_dict(self) -> dict:
         """Saved by Lightning in every checkpoint: the training loader's epoch and position.

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from elixir_coder.training.checkpoint import KEY, read, resolve_ckpt_path, run_dir_of
 
 from elixir_coder.training.data import ElixirDataModule
+from elixir_coder.training.curriculum import Curriculum
 from elixir_coder.training.loss import GradNorm, GradNormWeighting
 from elixir_coder.training.module import ElixirCoderModule
 
@@ -101,6 +102,11 @@ def init(cfg: DictConfig) -> Loop:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if isinstance(weighting, GradNormWeighting):
         callbacks.append(GradNorm())
+    if cfg.curriculum.get("phases"):
+        callbacks.append(Curriculum(
+            OmegaConf.to_container(cfg.curriculum.phases), cfg.curriculum.ramp_epochs, cfg.curriculum.ramp_start,
+            cfg.epoch_scale,
+        ))
     if cfg.get("checkpoint_every_n_steps"):
         # Mid-epoch checkpoints for crash recovery: the newest one is kept, beside the epoch
         # checkpoints of the `callbacks` group; resuming from the run folder takes the newest.

@@ -54,6 +54,8 @@ class ElixirCoderModule(L.LightningModule):
         self.label_smoothing = label_smoothing
         # Curriculum scale per task (1.0 = full weight); the curriculum callback updates it.
         self.task_scale: dict[str, float] = {t: 1.0 for t in self.tasks}
+        # Per-label weights of the classification losses (the curriculum's rule tiers); None = all.
+        self.label_mask: dict[str, list[float]] | None = None
         self.last_task_losses: dict[str, torch.Tensor] = {}
         # Token-weighted means over the whole validation set; "a__b" is logged as "val/a/b".
         self.val_means = nn.ModuleDict({"loss": MeanMetric()})
@@ -75,7 +77,10 @@ class ElixirCoderModule(L.LightningModule):
         self.config_yaml = config_yaml  # saved in every checkpoint, for resume checks and provenance
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(batch["input_ids"], position_ids=batch["position_ids"], segment_ids=batch["segment_ids"])
+        # Masked-LM batches (a curriculum phase) attend in both directions.
+        causal = "mlm_labels" not in batch
+        return self.model(batch["input_ids"], position_ids=batch["position_ids"], segment_ids=batch["segment_ids"],
+                          causal=causal)
 
     def task_outputs(self, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Predictions and targets of every active task present in the batch.
@@ -105,8 +110,9 @@ class ElixirCoderModule(L.LightningModule):
         return outputs
 
     def task_losses(self, outputs: dict) -> dict[str, torch.Tensor]:
+        mask = self.label_mask or {}
         return {
-            t: multi_label_bce(p, y) if t in CLASSIFICATION_TASKS else cross_entropy(p, y, self.label_smoothing)
+            t: multi_label_bce(p, y, mask.get(t)) if t in CLASSIFICATION_TASKS else cross_entropy(p, y, self.label_smoothing)
             for t, (p, y) in outputs.items()
         }
 
@@ -233,9 +239,23 @@ class ElixirCoderModule(L.LightningModule):
         optimizer = self.optimizer_factory(nn.ModuleList([self.model, self.heads, self.weighting]))
         if self.scheduler_factory is None:
             return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = max(1, self.planned_steps())
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def planned_steps(self) -> int:
+        """Optimizer steps the LR schedule spans: exact under a curriculum whose phases change the
+        epoch length (Lightning's estimate assumes every epoch is as long as the first)."""
+        from elixir_coder.training.curriculum import Curriculum, active_tasks, current_phase
+
+        trainer = self.trainer
+        curriculum = next((c for c in trainer.callbacks if isinstance(c, Curriculum)), None)
+        dm = trainer.datamodule
+        if curriculum is None or dm is None or trainer.max_epochs in (None, -1) or trainer.limit_train_batches not in (None, 1.0):
+            return int(trainer.estimated_stepping_batches)
+        batches = dm.planned_batches(lambda e: active_tasks(current_phase(curriculum.phases, e), self.tasks), trainer.max_epochs)
+        steps = batches // trainer.accumulate_grad_batches
+        return min(steps, trainer.max_steps) if trainer.max_steps > 0 else steps
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Spec 4.4.4 as a Lightning hook: clip by global norm before the update, log the pre-clip norm."""

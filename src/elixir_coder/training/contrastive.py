@@ -1,0 +1,832 @@
+"""Contrastive pairs from clean Elixir: (clean, violating) per Credo check and (secure, vulnerable)
+per Sobelow finding, plus semantics-preserving positive views of an anchor.
+
+Every injector is a pure function of ``(code, rng)``: it changes only what its rule needs and
+returns the violating code, or ``None`` when the input gives it nothing to work with. Injectors
+follow the rules as Credo (default params) and Sobelow state them; they do not consult the
+detectors in ``corpus.checks``, which are written independently and validate them. ``inject``
+is the entry point for callers: it re-draws outputs that do not parse, do not differ or are not
+confirmed, and drops the pair (``None``) when no draw succeeds.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+
+from elixir_coder.corpus.checks import (
+    ALIAS_EXCLUDED_LASTNAMES,
+    ALIAS_EXCLUDED_NAMESPACES,
+    DEF_WORDS,
+    MAX_LINE_LENGTH,
+    URL_RE,
+    Definition,
+    Module,
+    Source,
+    alias_statements,
+    complexity,
+    detect_quality,
+    detect_security,
+    max_nesting,
+    moduledoc_ignored,
+    stripped_lines,
+)
+from elixir_coder.corpus.parser import ElixirParser, shared_parser
+from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS
+
+__all__ = [
+    "QUALITY_INJECTORS",
+    "SECURITY_INJECTORS",
+    "inject",
+    "positive_view",
+    "validated",
+]
+
+RngLike = random.Random | int | None
+Injector = Callable[[str, RngLike], "str | None"]
+
+# Callbacks and conventional entry points whose names other code relies on.
+_CALLBACKS = {
+    "init", "start_link", "child_spec", "terminate", "code_change", "format_status", "mount", "render",
+    "update", "changeset", "call", "run", "perform", "main", "__using__",
+}
+_RESERVED_VARS = {"conn", "socket", "assigns", "__MODULE__", "__ENV__", "__CALLER__", "true", "false", "nil"}
+
+
+def _rng(rng: RngLike) -> random.Random:
+    """A ``random.Random``; ints (and None, as 0) seed a fresh one so equal seeds give equal output."""
+    if isinstance(rng, random.Random):
+        return rng
+    return random.Random(0 if rng is None else rng)
+
+
+# -- text helpers ---------------------------------------------------------------
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _reindent(lines: list[str], extra: str) -> list[str]:
+    return [extra + line if line.strip() else line for line in lines]
+
+
+def _lines(code: str) -> list[str]:
+    return code.split("\n")
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(lines)
+
+
+def _line_of(src: Source, i: int) -> int:
+    """0-based line index of token ``i``."""
+    return src.t[i].line - 1
+
+
+def _end_line_of(src: Source, i: int) -> int:
+    """0-based line index where token ``i`` ends (heredocs span lines)."""
+    tok = src.t[i]
+    return tok.line - 1 + (tok.text.count("\n") if tok.kind != "nl" else 0)
+
+
+def _only_on_line(src: Source, i: int) -> bool:
+    """Token ``i`` is the only code on its line."""
+    line = src.t[i].line
+    return all(tok.line != line or k == i or tok.kind == "nl" for k, tok in enumerate(src.t))
+
+
+def _last_on_line(src: Source, i: int) -> bool:
+    nxt = i + 1
+    return nxt >= len(src.t) or src.t[nxt].kind == "nl" or src.t[nxt].line != src.t[i].line
+
+
+def _first_on_line(src: Source, i: int) -> bool:
+    return i == 0 or src.t[i - 1].kind == "nl"
+
+
+def _multiline_string_lines(src: Source) -> set[int]:
+    """0-based lines inside (or closing) a multi-line string, charlist or sigil, heredocs included."""
+    out: set[int] = set()
+    for tok in src.t:
+        if tok.kind in ("str", "sigil", "kw", "atom") and "\n" in tok.text:
+            first = tok.line - 1
+            out.update(range(first + 1, first + tok.text.count("\n") + 1))
+    return out
+
+
+def _fits(lines: list[str]) -> bool:
+    return all(len(line) <= MAX_LINE_LENGTH for line in lines)
+
+
+def _main_module(src: Source) -> Module | None:
+    """The first outermost module of the file."""
+    for m in src.modules:
+        if not any(o.do_at < m.at < o.end_at for o in src.modules if o is not m):
+            return m
+    return None
+
+
+def _module_defs(src: Source, m: Module) -> list[Definition]:
+    return [d for d in src.definitions if src.module_of(d.at) is m]
+
+
+def _block_def_lines(src: Source, d: Definition) -> tuple[int, int] | None:
+    """(def line, end line) of a ``do ... end`` definition laid out as ``def ... do`` / body / ``end``."""
+    if d.do_at is None or not _last_on_line(src, d.do_at):
+        return None
+    end = src.partner[d.do_at]
+    if not _first_on_line(src, end) or not _last_on_line(src, end):
+        return None
+    first, last = _line_of(src, d.at), _line_of(src, end)
+    return (first, last) if last - first >= 2 else None
+
+
+def _simple_params(src: Source, d: Definition) -> list[str]:
+    """Variables bound directly by the head's arguments: ``x``, ``x \\\\ default``, ``pattern = x``."""
+    q = src.next_code(d.at)
+    if q is None or q + 1 >= len(src.t) or src.t[q + 1].text != "(" or q + 1 not in src.partner:
+        return []
+    close = src.partner[q + 1]
+    depth = src.depth[q + 1] + 1
+    names: list[str] = []
+    start = q + 2
+    for k in range(q + 2, close + 1):
+        if k == close or (src.depth[k] == depth and src.t[k].text == ","):
+            arg = [j for j in range(start, k) if src.t[j].kind != "nl"]
+            cut = [j for j in arg if src.t[j].text == "\\\\" and src.depth[j] == depth]
+            arg = arg[: arg.index(cut[0])] if cut else arg
+            if arg and src.t[arg[-1]].kind == "ident" and (len(arg) == 1 or src.t[arg[-2]].text == "="):
+                name = src.t[arg[-1]].text
+                if not name.startswith("_") and name not in _RESERVED_VARS:
+                    names.append(name)
+            start = k + 1
+    return names
+
+
+def _defined_names(src: Source) -> set[str]:
+    return {d.name for d in src.definitions}
+
+
+_FUNCTION_ATTRS = ("doc", "spec", "impl", "since", "deprecated")
+
+
+def _group_start(src: Source, lines: list[str], first: int) -> int:
+    """First line of the ``@doc``/``@spec``/``@impl`` attributes and comments right above line ``first``."""
+    spans = {}
+    for k, tok in enumerate(src.t):
+        if tok.kind == "op" and tok.text == "@" and src.statement_start(k) and k + 1 < len(src.t):
+            if src.t[k + 1].text in _FUNCTION_ATTRS:
+                spans[_end_line_of(src, src.expr_end(k))] = _line_of(src, k)
+    k = first
+    while k > 0:
+        above = lines[k - 1].strip()
+        if above.startswith("#"):
+            k -= 1
+        elif k - 1 in spans:
+            k = spans[k - 1]
+        else:
+            break
+    return k
+
+
+# -- quality injectors: Credo checks -------------------------------------------
+
+
+def inject_io_inspect(code: str, rng: RngLike = None) -> str | None:
+    """Leave a debugging ``IO.inspect`` behind (Credo ``Warning.IoInspect`` flags every call):
+    after the last step of a multi-line pipeline, after a one-line assignment, or on a parameter."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    strings = _multiline_string_lines(src)
+    spots: list[tuple[int, str]] = []  # (insert after line, text)
+    for d in src.definitions:
+        if d.body is None or d.do_at is None:
+            continue
+        lo, hi = d.body
+        for k in range(lo, hi + 1):
+            tok = src.t[k]
+            line = _line_of(src, k)
+            if line in strings or not _first_on_line(src, k):
+                continue
+            if tok.kind == "op" and tok.text == "|>":
+                end = src.expr_end(k)
+                q = src.next_code(end)
+                if _line_of(src, end) != line or src.is_word(end, "do") or src.t[end].text in (",", "(", "[", "{"):
+                    continue
+                if q is not None and src.t[q].kind == "op" and src.t[q].text == "|>" and src.t[q].line > tok.line:
+                    continue
+                label = rng.choice(["", f'label: "{d.name}"'])
+                spots.append((line, f"{_indent(lines[line])}|> IO.inspect({label})"))
+            elif tok.kind == "ident" and src.statement_start(k) and k + 1 <= hi and src.t[k + 1].text == "=":
+                end = src.expr_end(k)
+                if _line_of(src, end) == line and not src.is_word(end, "end"):
+                    spots.append((line, f'{_indent(lines[line])}IO.inspect({tok.text}, label: "{tok.text}")'))
+    if not spots:
+        for d in src.definitions:
+            params = _simple_params(src, d)
+            span = _block_def_lines(src, d)
+            if params and span:
+                body_indent = _indent(lines[span[0] + 1])
+                spots.append((span[0], f"{body_indent}IO.inspect({params[0]})"))
+    if not spots:
+        return None
+    after, text = rng.choice(spots)
+    return _join(lines[: after + 1] + [text] + lines[after + 1 :])
+
+
+def _nest_wrapper(kind: str, param: str, indent: str, inner: list[str]) -> tuple[list[str], str]:
+    """Lines opening and closing one nest level around ``inner`` (already indented)."""
+    if kind == "if":
+        return (
+            [f"{indent}if not is_nil({param}) do", *inner, f"{indent}else", f"{indent}  {{:error, :missing_{param}}}", f"{indent}end"],
+            "  ",
+        )
+    return (
+        [f"{indent}case {param} do", f"{indent}  nil ->", f"{indent}    {{:error, :missing_{param}}}", "", f"{indent}  _ ->", *inner, f"{indent}end"],
+        "    ",
+    )
+
+
+def inject_nesting(code: str, rng: RngLike) -> str | None:
+    """Wrap a function body in guard ``if``/``case`` levels until something in it sits deeper than
+    Credo ``Refactor.Nesting`` allows (``max_nesting: 2``)."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    strings = _multiline_string_lines(src)
+    candidates = []
+    for d in src.definitions:
+        span = _block_def_lines(src, d)
+        params = _simple_params(src, d)
+        if not span or not params or any(x in strings for x in range(span[0] + 1, span[1])):
+            continue
+        levels = 3 - max_nesting(src, d)
+        if levels >= 1:
+            candidates.append((d, span, params, levels))
+    rng.shuffle(candidates)
+    for d, (first, last), params, levels in candidates:
+        base = _indent(lines[first + 1])
+        kinds = [rng.choice(["if", "case"]) for _ in range(levels)]
+        shifts = ["  " if kind == "if" else "    " for kind in kinds]
+        inner = _reindent(lines[first + 1 : last], "".join(shifts))
+        for depth in reversed(range(levels)):
+            indent = base + "".join(shifts[:depth])
+            inner, _ = _nest_wrapper(kinds[depth], params[depth % len(params)], indent, inner)
+        if _fits(inner):
+            return _join(lines[: first + 1] + inner + lines[last:])
+    return None
+
+
+_COMMENT_WORDS = (
+    "keep the order of these steps because the downstream consumer relies on it",
+    "callers expect an error tuple here rather than an exception",
+    "this mirrors the behaviour of the previous implementation so existing clients keep working",
+    "do not change the shape of the result without updating the API documentation and the mobile app",
+    "the values are normalised first so that blank strings and missing keys are treated the same way",
+    "see the discussion in the team channel about why we do not cache this result yet",
+    "this runs on every request so keep it cheap and avoid extra database round trips",
+    "the fallback branch covers records imported from the legacy system before the migration",
+)
+
+
+def _long_comment(rng: random.Random, indent: str) -> str:
+    """A comment line of 121-150 characters without URL-like ``word.word`` text (Credo skips URL lines)."""
+    pool = list(_COMMENT_WORDS)
+    rng.shuffle(pool)
+    target = MAX_LINE_LENGTH + rng.randint(1, 30)
+    words: list[str] = []
+    for phrase in pool:
+        if words:
+            words[-1] += ";"
+        for word in phrase.split():
+            words.append(word)
+            sentence = " ".join(words)
+            line = f"{indent}# {sentence[0].upper()}{sentence[1:]}"
+            if len(line) >= target:
+                return line
+    return line
+
+
+def _joined_line(lines: list[str]) -> str:
+    out = lines[0].rstrip()
+    for line in lines[1:]:
+        piece = line.strip()
+        if not piece:
+            continue
+        if out.endswith(",") and piece[0] in ")]}":
+            out = out[:-1]
+        out += piece if out.endswith(("(", "[", "{")) or piece[0] in ")]}" else " " + piece
+    return out
+
+
+def _join_candidates(src: Source, lines: list[str]) -> list[tuple[int, int]]:
+    """Line ranges (inside function bodies) that can be put on one line without changing the code:
+    a multi-line bracketed argument list/collection, or a pipeline whose steps start lines."""
+    strings = _multiline_string_lines(src)
+    comment_lines = {tok.line - 1 for tok in src.all_tokens if tok.kind == "comment"}
+    out = set()
+    for d in src.definitions:
+        if d.body is None:
+            continue
+        lo, hi = d.body
+        for k in range(lo, hi + 1):
+            tok = src.t[k]
+            a = _line_of(src, k)
+            if tok.kind == "punct" and tok.text in "([{" and k in src.partner:
+                close = src.partner[k]
+                b = _line_of(src, close)
+                blocks = any(src.is_word(j, "do", "fn") for j in range(k, close))
+                if a < b <= a + 10 and not blocks:
+                    out.add((a, b))
+            elif _first_on_line(src, k) and src.statement_start(k) and tok.kind != "nl":
+                b = a
+                while b + 1 < len(lines) and lines[b + 1].lstrip().startswith("|> "):
+                    b += 1
+                if b > a:
+                    out.add((a, b))
+    return sorted((a, b) for a, b in out if not any(x in strings or x in comment_lines for x in range(a, b + 1)))
+
+
+def inject_long_lines(code: str, rng: RngLike) -> str | None:
+    """Produce a line Credo ``Readability.MaxLineLength`` reports (> 120 characters once strings,
+    heredocs and sigils are dropped, not a def head, no URL): join a multi-line call, collection or
+    pipeline onto one line when that is long enough, else add a long explanatory comment."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    def_lines = {_line_of(src, d.at) for d in src.definitions}
+    joined = []
+    for a, b in _join_candidates(src, lines):
+        new = _joined_line(lines[a : b + 1])
+        candidate = lines[:a] + [new] + lines[b + 1 :]
+        measured = stripped_lines(Source(_join(candidate)))[a]
+        if a not in def_lines and len(measured) > MAX_LINE_LENGTH and not URL_RE.search(measured):
+            joined.append(candidate)
+    if joined and rng.random() < 0.7:
+        return _join(rng.choice(joined))
+    spots = []
+    for d in src.definitions:
+        span = _block_def_lines(src, d)
+        if span:
+            spots.append((span[0] + 1, _indent(lines[span[0] + 1])))
+            spots.append((_group_start(src, lines, span[0]), _indent(lines[span[0]])))
+    if not spots:
+        module = _main_module(src)
+        if module is None:
+            return None
+        first = _line_of(src, module.at)
+        spots.append((first + 1, _indent(lines[first]) + "  "))
+    at, indent = rng.choice(spots)
+    return _join(lines[:at] + [_long_comment(rng, indent)] + lines[at:])
+
+
+_VALIDATIONS = (
+    ("is_nil({p})", ":missing_{p}", 0),
+    ('{p} == ""', ":blank_{p}", 0),
+    ("is_binary({p}) and byte_size({p}) > 255", ":{p}_too_long", 1),
+    ("is_list({p}) and {p} == []", ":empty_{p}", 1),
+    ("is_map({p}) and map_size({p}) == 0", ":empty_{p}", 1),
+    ("is_integer({p}) and {p} < 0", ":negative_{p}", 1),
+    ("is_binary({p}) and String.trim({p}) != {p}", ":untrimmed_{p}", 1),
+)
+
+
+def inject_complexity(code: str, rng: RngLike) -> str | None:
+    """Put a function body behind a ``cond`` of input validations until its cyclomatic complexity,
+    counted as Credo does (1 per def, per cond clause and per ``and``/``or``), exceeds 9."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    strings = _multiline_string_lines(src)
+    candidates = []
+    for d in src.definitions:
+        span = _block_def_lines(src, d)
+        params = _simple_params(src, d)
+        if span and params and not any(x in strings for x in range(span[0] + 1, span[1])):
+            candidates.append((max_nesting(src, d) > 1, rng.random(), d, span, params))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    for _, _, d, (first, last), params in candidates:
+        score = complexity(src, d) + 1  # the final ``true ->`` clause
+        checks = [(check, p) for p in params for check in _VALIDATIONS]
+        rng.shuffle(checks)
+        clauses: list[tuple[str, str]] = []
+        used = set()
+        for (cond, reason, extra), p in checks:
+            if score > 9 + rng.randint(0, 2):
+                break
+            if reason.format(p=p) in used:
+                continue
+            used.add(reason.format(p=p))
+            clauses.append((cond.format(p=p), reason.format(p=p)))
+            score += 1 + extra
+        if score <= 9:
+            continue
+        base = _indent(lines[first + 1])
+        new = [f"{base}cond do"]
+        for cond, reason in clauses:
+            new += [f"{base}  {cond} ->", f"{base}    {{:error, {reason}}}", ""]
+        new += [f"{base}  true ->", *_reindent(lines[first + 1 : last], "    "), f"{base}end"]
+        if _fits(new):
+            return _join(lines[: first + 1] + new + lines[last:])
+    return None
+
+
+def _camel(name: str) -> str | None:
+    """``list_active_users`` -> ``listActiveUsers`` (suffix ``?``/``!`` kept); None if unchanged."""
+    core, suffix = (name[:-1], name[-1]) if name[-1] in "?!" else (name, "")
+    parts = core.split("_")
+    if core.startswith("_") or len(parts) < 2 or not any(p[:1].isalpha() for p in parts[1:]):
+        return None
+    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:]) + suffix
+
+
+def _is_callback(src: Source, lines: list[str], d: Definition) -> bool:
+    if d.name in _CALLBACKS or d.name.startswith(("handle_", "sigil_")):
+        return True
+    start = _group_start(src, lines, _line_of(src, d.at))
+    return any(line.strip().startswith("@impl") for line in lines[start : _line_of(src, d.at)])
+
+
+def _module_kind(src: Source, m: Module) -> str:
+    """router, controller, view, live or other, from ``use`` lines and the module name."""
+    uses = []
+    for k in range(m.do_at + 1, m.end_at):
+        if src.is_word(k, "use") and src.module_of(k) is m and src.t[k + 1].kind == "alias":
+            chain, j = src.alias_chain(k + 1)
+            atom = src.t[j + 2].text if j + 2 < len(src.t) and src.t[j + 1].text == "," and src.t[j + 2].kind == "atom" else ""
+            uses.append((".".join(chain), atom))
+    mods = {mod for mod, _ in uses}
+    atoms = {atom for _, atom in uses}
+    if ":router" in atoms or "Phoenix.Router" in mods or m.name.endswith("Router"):
+        return "router"
+    if ":controller" in atoms or "Phoenix.Controller" in mods or m.name.endswith("Controller"):
+        return "controller"
+    if ":live_view" in atoms or ":live_component" in atoms or "Phoenix.LiveView" in mods or m.name.endswith("Live"):
+        return "live"
+    if atoms & {":view", ":html"} or m.name.endswith(("View", "HTML")):
+        return "view"
+    return "other"
+
+
+def inject_function_names(code: str, rng: RngLike) -> str | None:
+    """Rename a function (all its clauses, local calls, captures and specs) to camelCase, which
+    Credo ``Readability.FunctionNames`` rejects; callbacks and routed actions keep their names."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    taken = _defined_names(src)
+    choices = {}
+    for d in src.definitions:
+        m = src.module_of(d.at)
+        new = _camel(d.name) if d.name else None
+        if new is None or new in taken or m is None or _is_callback(src, lines, d):
+            continue
+        if d.word == "def" and _module_kind(src, m) in ("controller", "router", "live"):
+            continue
+        choices[(d.name, m.at)] = (new, m)
+    if not choices:
+        return None
+    (old, _), (new, m) = rng.choice(sorted(choices.items(), key=lambda kv: kv[0]))
+    edits = [
+        tok for k, tok in enumerate(src.t)
+        if m.do_at < k < m.end_at and tok.kind == "ident" and tok.text == old and not src.after_dot(k)
+    ]
+    out = code
+    for tok in sorted(edits, key=lambda t: t.start, reverse=True):
+        out = out[: tok.start] + new + out[tok.end :]
+    return out
+
+
+def _words(part: str) -> list[str]:
+    return re.findall(r"[A-Z][a-z0-9]*|[a-z0-9]+", part)
+
+
+def inject_module_names(code: str, rng: RngLike) -> str | None:
+    """Spell one part of a module name with an underscore (``Web_searchController``), which
+    Credo ``Readability.ModuleNames`` rejects (parts must match ``^[A-Z][a-zA-Z0-9]*$``)."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    options = []
+    for m in src.modules:
+        if src.t[m.at + 1].kind != "alias":
+            continue
+        parts, _ = src.alias_chain(m.at + 1)
+        ignored = moduledoc_ignored(src, m)
+        for i, part in enumerate(parts):
+            words = _words(part)
+            if len(words) < 2 or (ignored and i == len(parts) - 1):
+                continue
+            for cut in range(1, len(words)):
+                new = "".join(words[:cut]) + "_" + words[cut].lower() + "".join(words[cut + 1 :])
+                options.append((m, parts, i, new))
+    if not options:
+        return None
+    m, parts, index, new_part = rng.choice(options)
+    old_name = ".".join(parts)
+    new_parts = list(parts)
+    new_parts[index] = new_part
+    edits = []
+    for k in range(len(src.t)):
+        if not src.chain_start(k):
+            continue
+        chain, last = src.alias_chain(k)
+        if chain[: len(parts)] == parts:
+            edits.append((src.t[k].start, src.t[k + 2 * (len(parts) - 1)].end, ".".join(new_parts)))
+    out = code
+    for start, end, text in sorted(edits, reverse=True):
+        out = out[:start] + text + out[end:]
+    return out if old_name != ".".join(new_parts) else None
+
+
+def inject_module_doc(code: str, rng: RngLike) -> str | None:
+    """Drop the ``@moduledoc`` of a module Credo ``Readability.ModuleDoc`` checks (not matched by its
+    default ``ignore_names``/``ignore_modules_using``, not an exception module)."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    ignored: list[Module] = []
+    options = []
+    for m in src.modules:
+        if any(o.do_at < m.at < o.end_at for o in ignored) or moduledoc_ignored(src, m):
+            ignored.append(m)
+            continue
+        if any(src.is_word(k, "defexception") for k in range(m.do_at, m.end_at)):
+            continue
+        for k in range(m.do_at + 1, m.end_at):
+            if src.t[k].text == "@" and src.t[k + 1].text == "moduledoc" and src.module_of(k) is m:
+                options.append((_line_of(src, k), _end_line_of(src, src.expr_end(k))))
+                break
+    if not options:
+        return None
+    a, b = rng.choice(options)
+    if b + 1 < len(lines) and not lines[b + 1].strip():
+        b += 1
+    return _join(lines[:a] + lines[b + 1 :])
+
+
+def inject_alias_order(code: str, rng: RngLike) -> str | None:
+    """Swap two neighbouring aliases of a group (or two names inside ``alias A.{B, C}``) so the group
+    is no longer alphabetical, as Credo ``Readability.AliasOrder`` requires."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    stmts = [(s, src.t[s[0]].line - 1) for s in alias_statements(src) if src.t[s[0]].line == src.t[s[1]].line]
+    options = []
+    for (prev, line_a), (cur, line_b) in zip(stmts, stmts[1:]):
+        if line_b == line_a + 1 and prev[2].lower() < cur[2].lower() and not prev[3] and not cur[3]:
+            options.append(("swap", line_a, line_b))
+    for (k, last, full, inner), line in stmts:
+        lowered = [x.lower() for x in inner]
+        if len(inner) >= 2 and len(set(lowered)) == len(lowered):
+            options.append(("inner", line, inner))
+    if not options:
+        return None
+    kind, a, b = rng.choice(options)
+    if kind == "swap":
+        lines[a], lines[b] = lines[b], lines[a]
+        return _join(lines)
+    i = rng.randrange(len(b) - 1)
+    names = list(b)
+    names[i], names[i + 1] = names[i + 1], names[i]
+    lines[a] = re.sub(r"\{[^}]*\}", "{" + ", ".join(names) + "}", lines[a], count=1)
+    return _join(lines)
+
+
+def inject_cond_statements(code: str, rng: RngLike) -> str | None:
+    """Rewrite an ``if c do a else b end`` as ``cond do c -> a; true -> b end``: a cond with one
+    condition besides ``true``, which Credo ``Refactor.CondStatements`` asks to write as ``if``."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    strings = _multiline_string_lines(src)
+    options = []
+    for k in range(len(src.t)):
+        if not src.is_word(k, "if"):
+            continue
+        do_at = src.block_do(k)
+        if do_at is None or not _last_on_line(src, do_at) or src.t[do_at].line != src.t[k].line:
+            continue
+        end = src.partner[do_at]
+        elses = [j for j in range(do_at + 1, end) if src.depth[j] == src.depth[do_at] + 1 and src.is_word(j, "else")]
+        if not _first_on_line(src, end) or not _last_on_line(src, end) or len(elses) > 1:
+            continue
+        if elses and not (_first_on_line(src, elses[0]) and _last_on_line(src, elses[0])):
+            continue
+        first, last = _line_of(src, k), _line_of(src, end)
+        if any(x in strings for x in range(first, last + 1)):
+            continue
+        options.append((k, do_at, first, last, _line_of(src, elses[0]) if elses else None))
+    if not options:
+        return None
+    k, do_at, first, last, else_line = rng.choice(options)
+    head = lines[first]
+    col = src.t[k].start - (src.code.rfind("\n", 0, src.t[k].start) + 1)
+    condition = code[src.t[k].end : src.t[do_at].start].strip()
+    indent = _indent(lines[last])
+    then_lines = lines[first + 1 : else_line if else_line is not None else last]
+    else_lines = lines[else_line + 1 : last] if else_line is not None else [f"{indent}  nil"]
+    new = [head[:col] + "cond do", f"{indent}  {condition} ->", *_reindent(then_lines, "  "), ""]
+    new += [f"{indent}  true ->", *_reindent(else_lines, "  "), f"{indent}end"]
+    if not _fits(new):
+        return None
+    return _join(lines[:first] + new + lines[last + 1 :])
+
+
+_COPY_SUFFIXES = ("_legacy", "_v2", "_for_export", "_unchecked", "_uncached", "_internal")
+
+
+def _body_mass(src: Source, d: Definition) -> int:
+    """Lower bound of the AST tuple count of a body (calls, variables, operators, pairs, maps)."""
+    lo, hi = d.body
+    mass = 0
+    for k in range(lo, hi + 1):
+        tok = src.t[k]
+        if tok.kind == "ident" and tok.text not in ("end", "true", "false", "nil"):
+            mass += 2 if src.after_dot(k) else 1
+        elif tok.kind == "alias" and src.chain_start(k) or tok.kind == "kw":
+            mass += 1
+        elif tok.kind == "op" and tok.text not in (".", ">>"):
+            mass += 1
+    return mass
+
+
+def inject_duplicated_code(code: str, rng: RngLike) -> str | None:
+    """Copy-paste a function under a new name. Its body is an identical AST subtree of mass >= 40,
+    which Credo ``Design.DuplicatedCode`` reports (``mass_threshold: 40``, ``nodes_threshold: 2``)."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    taken = _defined_names(src)
+    options = []
+    for d in src.definitions:
+        span = _block_def_lines(src, d)
+        if not span or d.word not in ("def", "defp") or not d.name or _is_callback(src, lines, d):
+            continue
+        if _body_mass(src, d) + 1 >= 42:  # + the ``{:do, body}`` pair; 2 above the threshold
+            options.append((d, span))
+    if not options:
+        return None
+    d, (first, last) = rng.choice(options)
+    core, mark = (d.name[:-1], d.name[-1]) if d.name[-1] in "?!" else (d.name, "")
+    suffixes = [s for s in _COPY_SUFFIXES if core + s + mark not in taken]
+    new_name = core + rng.choice(suffixes) + mark
+    group_end = max(_line_of(src, o.last) for o in src.definitions if o.name == d.name and src.module_of(o.at) is src.module_of(d.at))
+    copy = list(lines[first : last + 1])
+    name_tok = src.t[src.next_code(d.at)]
+    col = name_tok.start - (code.rfind("\n", 0, name_tok.start) + 1)
+    copy[0] = copy[0][:col] + new_name + copy[0][col + len(d.name) :]
+    return _join(lines[: group_end + 1] + [""] + copy + lines[group_end + 1 :])
+
+
+def inject_alias_usage(code: str, rng: RngLike) -> str | None:
+    """Drop an ``alias A.B.C`` and spell ``A.B.C`` out where ``C`` was used, so nested modules are
+    called fully qualified, which Credo ``Design.AliasUsage`` reports with its defaults."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    options = []
+    for k, last, full, inner in alias_statements(src):
+        parts = full.split(".")
+        if inner or len(parts) < 2 or src.t[k].line != src.t[last].line or src.t[src.alias_chain(k + 1)[1] + 1].text == ",":
+            continue
+        if parts[0] in ALIAS_EXCLUDED_NAMESPACES or parts[-1] in ALIAS_EXCLUDED_LASTNAMES:
+            continue
+        m = src.module_of(k)
+        if m is None:
+            continue
+        uses = [j for j in range(m.do_at + 1, m.end_at) if src.chain_start(j) and src.t[j].text == parts[-1] and j != k + 1]
+        calls = [j for j in uses if src.alias_chain(j)[0] == [parts[-1]] and src.t[j + 1].text == "." and src.t[j + 2].kind == "ident"]
+        if calls:
+            options.append((k, full, uses))
+    rng.shuffle(options)
+    for k, full, uses in options:
+        out = code
+        for j in sorted(uses, key=lambda j: -src.t[j].start):
+            out = out[: src.t[j].start] + full + out[src.t[j].end :]
+        new_lines = _lines(out)
+        line = _line_of(src, k)
+        drop = [line]
+        if (line == 0 or not new_lines[line - 1].strip()) and line + 1 < len(new_lines) and not new_lines[line + 1].strip():
+            drop.append(line + 1)
+        new_lines = [x for i, x in enumerate(new_lines) if i not in drop]
+        if _fits(new_lines):
+            return _join(new_lines)
+    return None
+
+
+_TIGHTEN_OPS = {"==", "!=", "===", "!==", "<>", "++", "*", "&&", "||", "=", "->", "<-", "<=", ">="}
+
+
+def inject_space_around_operators(code: str, rng: RngLike) -> str | None:
+    """Remove the spaces around one to three binary operators (``a==b``) in a file that otherwise
+    spaces them, the inconsistency Credo ``Consistency.SpaceAroundOperators`` reports. Operators in
+    ``@spec``/``@type`` lines, captures and after a binary ``<<`` are left alone (Credo skips them)."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    t = src.t
+    skip_lines = set()
+    stop = len(t)
+    for k, tok in enumerate(t):
+        if tok.kind == "op" and tok.text == "@" and k + 1 < len(t) and t[k + 1].text in ("spec", "type", "typep", "callback"):
+            skip_lines.update(range(tok.line, t[src.expr_end(k)].line + 1))
+        if tok.kind == "op" and tok.text == "<<" and stop == len(t):
+            stop = k
+    spaced = []
+    for k in range(1, stop - 1):
+        tok, prev, nxt = t[k], t[k - 1], t[k + 1]
+        if tok.kind != "op" or tok.text not in {"==", "!=", "<>", "++", "*", "&&", "||", "=", "->", "<-", "<=", ">=", "<", ">", "+", "-", "/", "|", "\\\\", "===", "!==", "=~"}:
+            continue
+        if prev.kind == "nl" or nxt.kind == "nl" or tok.line in skip_lines:
+            continue
+        if any(t[j].kind == "op" and t[j].text == "&" for j in range(max(0, k - 4), k)):
+            continue  # Credo drops the tokens of a ``&fun/arity`` capture
+        if code[prev.end : tok.start].strip(" ") == "" and prev.end < tok.start and code[tok.end : nxt.start].strip(" ") == "" and tok.end < nxt.start:
+            spaced.append(k)
+    options = [k for k in spaced if t[k].text in _TIGHTEN_OPS]
+    if len(spaced) < 2 or not options:
+        return None
+    rng.shuffle(options)
+    count = rng.randint(1, max(1, min(3, len(spaced) // 3, len(options))))
+    reference = [(tok.kind, tok.text) for tok in t if tok.kind != "nl"]
+    for chosen in (options[:count], options[:1]):
+        out = code
+        for k in sorted(chosen, key=lambda k: -t[k].start):
+            out = out[: t[k - 1].end] + t[k].text + out[t[k + 1].start :]
+        again = [(tok.kind, tok.text) for tok in Source(out).t if tok.kind != "nl"]
+        if again == reference:
+            return out
+    return None
+
+
+def inject_tabs_or_spaces(code: str, rng: RngLike) -> str | None:
+    """Indent one function with tabs in a file indented with spaces, the mix Credo
+    ``Consistency.TabsOrSpaces`` reports. Lines inside multi-line strings are left untouched."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    lines = _lines(code)
+    strings = _multiline_string_lines(src)
+    heredoc_openers = {tok.line - 1 for tok in src.t if tok.kind != "nl" and "\n" in tok.text}
+    options = []
+    for d in src.definitions:
+        span = _block_def_lines(src, d)
+        if span:
+            options.append(span)
+    rng.shuffle(options)
+    for first, last in options:
+        new = list(lines)
+        for i in range(first, last + 1):
+            if i in strings or i in heredoc_openers:
+                continue
+            indent = _indent(new[i])
+            if indent and set(indent) == {" "}:
+                new[i] = "\t" * (len(indent) // 2) + " " * (len(indent) % 2) + new[i][len(indent) :]
+        if new != lines and any(line.startswith("  ") for line in new):
+            return _join(new)
+    return None
+
+
+QUALITY_INJECTORS: dict[str, Injector] = {
+    "Credo.Check.Readability.FunctionNames": inject_function_names,
+    "Credo.Check.Readability.ModuleNames": inject_module_names,
+    "Credo.Check.Warning.IoInspect": inject_io_inspect,
+    "Credo.Check.Readability.ModuleDoc": inject_module_doc,
+    "Credo.Check.Readability.AliasOrder": inject_alias_order,
+    "Credo.Check.Readability.MaxLineLength": inject_long_lines,
+    "Credo.Check.Refactor.Nesting": inject_nesting,
+    "Credo.Check.Refactor.CyclomaticComplexity": inject_complexity,
+    "Credo.Check.Refactor.CondStatements": inject_cond_statements,
+    "Credo.Check.Design.DuplicatedCode": inject_duplicated_code,
+    "Credo.Check.Design.AliasUsage": inject_alias_usage,
+    "Credo.Check.Consistency.SpaceAroundOperators": inject_space_around_operators,
+    "Credo.Check.Consistency.TabsOrSpaces": inject_tabs_or_spaces,
+}
+assert set(QUALITY_INJECTORS) == set(QUALITY_LABELS)
