@@ -56,6 +56,7 @@ FAST = [
     "model.n_heads=2",
     "model.max_len=64",
     "~callbacks.progress_bar",
+    "callbacks.console_table.every_n_steps=5",
 ]
 
 

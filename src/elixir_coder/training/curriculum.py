@@ -154,6 +154,7 @@ class Curriculum(L.Callback):
         pl_module.task_scale = {t: scale[t] for t in tasks}
         pl_module.label_mask = label_mask(phase.rule_tiers)
         pl_module.objective = phase.objective
+        pl_module.curriculum_phase = phase.name
         dm = trainer.datamodule
         if dm is not None:
             dm.set_active(tasks, phase.objective)

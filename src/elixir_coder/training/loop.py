@@ -22,6 +22,7 @@ from elixir_coder.training.checkpoint import KEY, read, resolve_ckpt_path, run_d
 
 from elixir_coder.training.data import ElixirDataModule
 from elixir_coder.training.curriculum import Curriculum
+from elixir_coder.training.logging import TensorBoardExtras
 from elixir_coder.training.loss import GradNorm, GradNormWeighting
 from elixir_coder.training.module import ElixirCoderModule
 
@@ -64,6 +65,26 @@ def config_differences(saved_yaml: str, cfg: DictConfig) -> list[str]:
     ]
 
 
+def flat_hparams(cfg: DictConfig) -> dict:
+    """The run's main choices as flat scalars, for TensorBoard's hparams view."""
+    plain = OmegaConf.create(config_yaml(cfg))
+    keep = ("model", "optimizer", "scheduler", "loss", "data", "seed", "epoch_scale", "task", "curriculum")
+    out = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, key + ".")
+            elif isinstance(v, (int, float, str, bool)) and not key.endswith("_target_"):
+                out[key] = v
+            elif isinstance(v, list) and len(v) <= 8 and all(isinstance(x, (int, float, str)) for x in v):
+                out[key] = ",".join(map(str, v))
+
+    walk({k: v for k, v in OmegaConf.to_container(plain).items() if k in keep}, "")
+    return out
+
+
 def init(cfg: DictConfig) -> Loop:
     """Spec 4.5.1: seed, prepare the data, build model + optimizer + loss + metrics, and the Trainer.
 
@@ -100,6 +121,9 @@ def init(cfg: DictConfig) -> Loop:
         config_yaml=config_yaml(cfg),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    for cb in callbacks:
+        if isinstance(cb, TensorBoardExtras):
+            cb.config_yaml, cb.hparams = module.config_yaml, flat_hparams(cfg)
     if isinstance(weighting, GradNormWeighting):
         callbacks.append(GradNorm())
     if cfg.curriculum.get("phases"):

@@ -8,7 +8,6 @@ saves everything a resume needs (the weighting strategy's parameters and buffers
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -21,6 +20,8 @@ from elixir_coder.errors import ElixirCoderError
 from elixir_coder.labels import CLASSIFICATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 from elixir_coder.model.heads import TaskHeads, pool
 from elixir_coder.training.checkpoint import FORMAT_VERSION, KEY, check_architecture
+from elixir_coder.training import metrics
+from elixir_coder.training.metrics import Throughput
 from elixir_coder.training.loss import IGNORE_INDEX, TaskWeighting, cross_entropy, multi_label_bce
 from elixir_coder.training.optimizer import clip_gradients
 
@@ -70,7 +71,9 @@ class ElixirCoderModule(L.LightningModule):
             })
             for t in self.tasks if t in CLASSIFICATION_TASKS for stage in ("train", "val")
         })
-        self._step_started: float | None = None
+        self.throughput = Throughput()
+        self.total_steps: int | None = None  # what the LR schedule spans (also the console's ETA)
+        self.curriculum_phase = ""
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -128,8 +131,8 @@ class ElixirCoderModule(L.LightningModule):
 
     # -- the training loop -------------------------------------------------------------------
 
-    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        self._step_started = time.perf_counter()
+    def on_train_start(self) -> None:
+        self.throughput.reset()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         outputs = self.task_outputs(batch)
@@ -142,10 +145,13 @@ class ElixirCoderModule(L.LightningModule):
         self.last_task_losses = losses  # with their graphs, for the GradNorm callback
         n = batch["input_ids"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=n)
-        for t, loss in losses.items():
-            self.log(f"train/{t}/loss", loss, batch_size=n)
-            self.log(f"train/{t}/weight", weights[t], batch_size=n)
-            self.log_task_metrics("train", t, *outputs[t], batch_size=n)
+        self.log_dict({f"train/{k}": v for k, v in metrics.compute(outputs, losses).items()}, batch_size=n)
+        self.log_dict({f"train/{t}/weight": w for t, w in weights.items()}, batch_size=n)
+        for t in losses:
+            if t in CLASSIFICATION_TASKS and outputs[t][1].numel():
+                f1 = self.cls_metrics[f"train_{t}"]["f1"]
+                self.log(f"train/{t}/f1", f1(outputs[t][0].detach(), outputs[t][1].long()), batch_size=n)
+        self.throughput.update(batch["n_tokens"], batch["task"].numel())
         return total
 
     def skip_nonfinite(self, losses: dict[str, torch.Tensor]) -> None:
@@ -162,22 +168,9 @@ class ElixirCoderModule(L.LightningModule):
             )
         return None
 
-    def log_task_metrics(self, stage: str, task: str, preds: torch.Tensor, targets: torch.Tensor, batch_size: int) -> None:
-        if task in CLASSIFICATION_TASKS:
-            if targets.numel():
-                metrics = self.cls_metrics[f"{stage}_{task}"]
-                metrics.update(preds.detach(), targets.long())
-                if stage == "train":
-                    self.log_dict({f"train/{task}/{k}": v for k, v in metrics.compute().items()}, batch_size=batch_size)
-                    metrics.reset()
-        elif stage == "train" and targets.numel():
-            acc = (preds.detach().argmax(-1) == targets).float().mean()
-            self.log(f"train/{task}/token_acc", acc, batch_size=batch_size)
-
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        if self._step_started is not None:
-            elapsed = time.perf_counter() - self._step_started
-            self.log("train/tokens_per_s", batch["n_tokens"] / max(elapsed, 1e-9))
+        if self.global_step % self.trainer.log_every_n_steps == 0 and self.throughput.steps:
+            self.log_dict({f"train/{k}": v for k, v in self.throughput.compute().items()})
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         outputs = self.task_outputs(batch)
@@ -207,10 +200,10 @@ class ElixirCoderModule(L.LightningModule):
             metric.reset()
         for t in self.tasks:
             if t in CLASSIFICATION_TASKS:
-                metrics = self.cls_metrics[f"val_{t}"]
-                if metrics["f1"].update_count:
-                    self.log_dict({f"val/{t}/{k}": v for k, v in metrics.compute().items()})
-                metrics.reset()
+                collection = self.cls_metrics[f"val_{t}"]
+                if collection["f1"].update_count:
+                    self.log_dict({f"val/{t}/{k}": v for k, v in collection.compute().items()})
+                collection.reset()
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -239,7 +232,7 @@ class ElixirCoderModule(L.LightningModule):
         optimizer = self.optimizer_factory(nn.ModuleList([self.model, self.heads, self.weighting]))
         if self.scheduler_factory is None:
             return optimizer
-        total = max(1, self.planned_steps())
+        total = self.total_steps = max(1, self.planned_steps())
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
