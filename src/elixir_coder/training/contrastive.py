@@ -91,12 +91,6 @@ def _end_line_of(src: Source, i: int) -> int:
     return tok.line - 1 + (tok.text.count("\n") if tok.kind != "nl" else 0)
 
 
-def _only_on_line(src: Source, i: int) -> bool:
-    """Token ``i`` is the only code on its line."""
-    line = src.t[i].line
-    return all(tok.line != line or k == i or tok.kind == "nl" for k, tok in enumerate(src.t))
-
-
 def _last_on_line(src: Source, i: int) -> bool:
     nxt = i + 1
     return nxt >= len(src.t) or src.t[nxt].kind == "nl" or src.t[nxt].line != src.t[i].line
@@ -128,10 +122,6 @@ def _main_module(src: Source) -> Module | None:
     return None
 
 
-def _module_defs(src: Source, m: Module) -> list[Definition]:
-    return [d for d in src.definitions if src.module_of(d.at) is m]
-
-
 def _block_def_lines(src: Source, d: Definition) -> tuple[int, int] | None:
     """(def line, end line) of a ``do ... end`` definition laid out as ``def ... do`` / body / ``end``."""
     if d.do_at is None or not _last_on_line(src, d.do_at):
@@ -157,10 +147,16 @@ def _simple_params(src: Source, d: Definition) -> list[str]:
             arg = [j for j in range(start, k) if src.t[j].kind != "nl"]
             cut = [j for j in arg if src.t[j].text == "\\\\" and src.depth[j] == depth]
             arg = arg[: arg.index(cut[0])] if cut else arg
+            found = []
             if arg and src.t[arg[-1]].kind == "ident" and (len(arg) == 1 or src.t[arg[-2]].text == "="):
-                name = src.t[arg[-1]].text
-                if not name.startswith("_") and name not in _RESERVED_VARS:
-                    names.append(name)
+                found.append(src.t[arg[-1]].text)
+            elif len(arg) >= 2 and src.t[arg[0]].text == "%" and src.t[arg[1]].text == "{":
+                # %{"key" => var} patterns bind ``var``
+                found += [
+                    src.t[j + 1].text for j in arg[2:-1]
+                    if src.t[j].text == "=>" and src.t[j + 1].kind == "ident" and src.t[j + 2].text in (",", "}")
+                ]
+            names += [n for n in found if not n.startswith("_") and n not in _RESERVED_VARS]
             start = k + 1
     return names
 
@@ -239,22 +235,28 @@ def inject_io_inspect(code: str, rng: RngLike = None) -> str | None:
     return _join(lines[: after + 1] + [text] + lines[after + 1 :])
 
 
-def _nest_wrapper(kind: str, param: str, indent: str, inner: list[str]) -> tuple[list[str], str]:
-    """Lines opening and closing one nest level around ``inner`` (already indented)."""
+_GUARDS = (
+    ("if", "not is_nil({p})", ":missing_{p}"),
+    ("if", '{p} != ""', ":blank_{p}"),
+    ("case", "nil", ":missing_{p}"),
+    ("if", "{p} != :error", ":invalid_{p}"),
+)
+
+
+def _nest_wrapper(guard: tuple[str, str, str], param: str, indent: str, inner: list[str]) -> list[str]:
+    """One guard level around ``inner`` (already indented for it)."""
+    kind, cond, reason = guard
+    error = f"{{:error, {reason.format(p=param)}}}"
     if kind == "if":
-        return (
-            [f"{indent}if not is_nil({param}) do", *inner, f"{indent}else", f"{indent}  {{:error, :missing_{param}}}", f"{indent}end"],
-            "  ",
-        )
-    return (
-        [f"{indent}case {param} do", f"{indent}  nil ->", f"{indent}    {{:error, :missing_{param}}}", "", f"{indent}  _ ->", *inner, f"{indent}end"],
-        "    ",
-    )
+        return [f"{indent}if {cond.format(p=param)} do", *inner, f"{indent}else", f"{indent}  {error}", f"{indent}end"]
+    return [
+        f"{indent}case {param} do", f"{indent}  nil ->", f"{indent}    {error}", "", f"{indent}  _ ->", *inner, f"{indent}end"
+    ]
 
 
 def inject_nesting(code: str, rng: RngLike) -> str | None:
-    """Wrap a function body in guard ``if``/``case`` levels until something in it sits deeper than
-    Credo ``Refactor.Nesting`` allows (``max_nesting: 2``)."""
+    """Wrap a function body in guard ``if``/``case`` levels on its parameters until something in it
+    sits deeper than Credo ``Refactor.Nesting`` allows (``max_nesting: 2``)."""
     rng = _rng(rng)
     src = Source(code)
     if not src.balanced:
@@ -272,13 +274,22 @@ def inject_nesting(code: str, rng: RngLike) -> str | None:
             candidates.append((d, span, params, levels))
     rng.shuffle(candidates)
     for d, (first, last), params, levels in candidates:
+        pairs = [(p, g) for g in _GUARDS for p in params]
+        pairs.sort(key=lambda pg: (_GUARDS.index(pg[1]), params.index(pg[0])))
+        chosen, seen = [], set()
+        for p, g in pairs:  # distinct parameters first, then further checks on the same ones
+            if (p, g[2]) not in seen:
+                chosen.append((p, g))
+                seen.add((p, g[2]))
+        chosen = sorted(chosen[:levels], key=lambda pg: rng.random()) if len(chosen) >= levels else []
+        if not chosen:
+            continue
         base = _indent(lines[first + 1])
-        kinds = [rng.choice(["if", "case"]) for _ in range(levels)]
-        shifts = ["  " if kind == "if" else "    " for kind in kinds]
+        shifts = ["  " if g[0] == "if" else "    " for _, g in chosen]
         inner = _reindent(lines[first + 1 : last], "".join(shifts))
         for depth in reversed(range(levels)):
-            indent = base + "".join(shifts[:depth])
-            inner, _ = _nest_wrapper(kinds[depth], params[depth % len(params)], indent, inner)
+            p, g = chosen[depth]
+            inner = _nest_wrapper(g, p, base + "".join(shifts[:depth]), inner)
         if _fits(inner):
             return _join(lines[: first + 1] + inner + lines[last:])
     return None
@@ -297,21 +308,16 @@ _COMMENT_WORDS = (
 
 
 def _long_comment(rng: random.Random, indent: str) -> str:
-    """A comment line of 121-150 characters without URL-like ``word.word`` text (Credo skips URL lines)."""
+    """A comment line over 120 characters made of whole phrases, without URL-like ``word.word``
+    text (Credo skips lines that look like URLs)."""
     pool = list(_COMMENT_WORDS)
     rng.shuffle(pool)
-    target = MAX_LINE_LENGTH + rng.randint(1, 30)
-    words: list[str] = []
+    text = ""
     for phrase in pool:
-        if words:
-            words[-1] += ";"
-        for word in phrase.split():
-            words.append(word)
-            sentence = " ".join(words)
-            line = f"{indent}# {sentence[0].upper()}{sentence[1:]}"
-            if len(line) >= target:
-                return line
-    return line
+        text = f"{text}; {phrase}" if text else phrase[0].upper() + phrase[1:]
+        if len(indent) + 2 + len(text) > MAX_LINE_LENGTH:
+            break
+    return f"{indent}# {text}."
 
 
 def _joined_line(lines: list[str]) -> str:
@@ -389,15 +395,42 @@ def inject_long_lines(code: str, rng: RngLike) -> str | None:
     return _join(lines[:at] + [_long_comment(rng, indent)] + lines[at:])
 
 
-_VALIDATIONS = (
+# Input checks for a validation ``cond``: (condition, error reason, extra ``and``/``or`` count), by the
+# kind of value a parameter name suggests.
+_STRING_CHECKS = (
     ("is_nil({p})", ":missing_{p}", 0),
     ('{p} == ""', ":blank_{p}", 0),
     ("is_binary({p}) and byte_size({p}) > 255", ":{p}_too_long", 1),
-    ("is_list({p}) and {p} == []", ":empty_{p}", 1),
-    ("is_map({p}) and map_size({p}) == 0", ":empty_{p}", 1),
-    ("is_integer({p}) and {p} < 0", ":negative_{p}", 1),
     ("is_binary({p}) and String.trim({p}) != {p}", ":untrimmed_{p}", 1),
+    ("is_binary({p}) and not String.valid?({p})", ":invalid_{p}", 1),
 )
+_NUMBER_CHECKS = (
+    ("is_nil({p})", ":missing_{p}", 0),
+    ("is_integer({p}) and {p} < 0", ":negative_{p}", 1),
+    ("is_integer({p}) and {p} > 10_000", ":{p}_too_large", 1),
+    ("not is_integer({p}) and not is_binary({p})", ":invalid_{p}", 1),
+    ("is_float({p})", ":fractional_{p}", 0),
+)
+_COLLECTION_CHECKS = (
+    ("is_nil({p})", ":missing_{p}", 0),
+    ("is_map({p}) and map_size({p}) == 0", ":empty_{p}", 1),
+    ("is_list({p}) and {p} == []", ":empty_{p}", 1),
+    ("not is_map({p}) and not is_list({p})", ":invalid_{p}", 1),
+    ("is_map({p}) and map_size({p}) > 100", ":too_many_{p}", 1),
+    ("is_list({p}) and length({p}) > 100", ":too_long_{p}", 1),
+)
+_NUMBER_NAMES = re.compile(r"(^|_)(id|count|limit|page|per_page|offset|size|amount|quantity|total|age|index|n)$")
+_COLLECTION_NAMES = re.compile(r"(^|_)(attrs|params|opts|options|args|items|list|map|data|state|changes|fields|entries)$")
+
+
+def _checks_for(param: str, struct: bool) -> tuple[tuple[str, str, int], ...]:
+    if struct:
+        return _COLLECTION_CHECKS[:1]
+    if _NUMBER_NAMES.search(param):
+        return _NUMBER_CHECKS
+    if _COLLECTION_NAMES.search(param) or param.endswith("s"):
+        return _COLLECTION_CHECKS
+    return _STRING_CHECKS
 
 
 def inject_complexity(code: str, rng: RngLike) -> str | None:
@@ -418,7 +451,9 @@ def inject_complexity(code: str, rng: RngLike) -> str | None:
     candidates.sort(key=lambda c: (c[0], c[1]))
     for _, _, d, (first, last), params in candidates:
         score = complexity(src, d) + 1  # the final ``true ->`` clause
-        checks = [(check, p) for p in params for check in _VALIDATIONS]
+        head = code[src.t[d.at].start : src.t[d.body[0]].start]
+        structs = {p for p in params if re.search(r"%\w[\w.]*\{[^}]*\}\s*=\s*" + p + r"\b", head)}
+        checks = [(check, p) for p in params for check in _checks_for(p, p in structs)]
         rng.shuffle(checks)
         clauses: list[tuple[str, str]] = []
         used = set()
@@ -544,7 +579,7 @@ def inject_module_names(code: str, rng: RngLike) -> str | None:
     for k in range(len(src.t)):
         if not src.chain_start(k):
             continue
-        chain, last = src.alias_chain(k)
+        chain, _ = src.alias_chain(k)
         if chain[: len(parts)] == parts:
             edits.append((src.t[k].start, src.t[k + 2 * (len(parts) - 1)].end, ".".join(new_parts)))
     out = code
@@ -567,7 +602,7 @@ def inject_module_doc(code: str, rng: RngLike) -> str | None:
         if any(o.do_at < m.at < o.end_at for o in ignored) or moduledoc_ignored(src, m):
             ignored.append(m)
             continue
-        if any(src.is_word(k, "defexception") for k in range(m.do_at, m.end_at)):
+        if any(src.is_word(k, "defexception") and src.module_of(k) is m for k in range(m.do_at, m.end_at)):
             continue
         for k in range(m.do_at + 1, m.end_at):
             if src.t[k].text == "@" and src.t[k + 1].text == "moduledoc" and src.module_of(k) is m:
@@ -594,7 +629,7 @@ def inject_alias_order(code: str, rng: RngLike) -> str | None:
     for (prev, line_a), (cur, line_b) in zip(stmts, stmts[1:]):
         if line_b == line_a + 1 and prev[2].lower() < cur[2].lower() and not prev[3] and not cur[3]:
             options.append(("swap", line_a, line_b))
-    for (k, last, full, inner), line in stmts:
+    for (_, _, _, inner), line in stmts:
         lowered = [x.lower() for x in inner]
         if len(inner) >= 2 and len(set(lowered)) == len(lowered):
             options.append(("inner", line, inner))
@@ -693,7 +728,8 @@ def inject_duplicated_code(code: str, rng: RngLike) -> str | None:
     core, mark = (d.name[:-1], d.name[-1]) if d.name[-1] in "?!" else (d.name, "")
     suffixes = [s for s in _COPY_SUFFIXES if core + s + mark not in taken]
     new_name = core + rng.choice(suffixes) + mark
-    group_end = max(_line_of(src, o.last) for o in src.definitions if o.name == d.name and src.module_of(o.at) is src.module_of(d.at))
+    module = src.module_of(d.at)
+    group_end = max(_line_of(src, o.last) for o in src.definitions if o.name == d.name and src.module_of(o.at) is module)
     copy = list(lines[first : last + 1])
     name_tok = src.t[src.next_code(d.at)]
     col = name_tok.start - (code.rfind("\n", 0, name_tok.start) + 1)
@@ -708,7 +744,7 @@ def inject_alias_usage(code: str, rng: RngLike) -> str | None:
     src = Source(code)
     if not src.balanced:
         return None
-    lines = _lines(code)
+    attributes = [(k, src.expr_end(k)) for k, tok in enumerate(src.t) if tok.text == "@" and src.statement_start(k)]
     options = []
     for k, last, full, inner in alias_statements(src):
         parts = full.split(".")
@@ -720,7 +756,11 @@ def inject_alias_usage(code: str, rng: RngLike) -> str | None:
         if m is None:
             continue
         uses = [j for j in range(m.do_at + 1, m.end_at) if src.chain_start(j) and src.t[j].text == parts[-1] and j != k + 1]
-        calls = [j for j in uses if src.alias_chain(j)[0] == [parts[-1]] and src.t[j + 1].text == "." and src.t[j + 2].kind == "ident"]
+        calls = [
+            j for j in uses
+            if src.alias_chain(j)[0] == [parts[-1]] and src.t[j + 1].text == "." and src.t[j + 2].kind == "ident"
+            and not any(a <= j <= b for a, b in attributes)  # Credo skips module attributes such as @spec
+        ]
         if calls:
             options.append((k, full, uses))
     rng.shuffle(options)
@@ -739,6 +779,11 @@ def inject_alias_usage(code: str, rng: RngLike) -> str | None:
     return None
 
 
+# Operators Credo's SpaceAroundOperators counts, and the ones safe to write without spaces.
+_COUNTED_OPS = {
+    "==", "!=", "<>", "++", "*", "&&", "||", "=", "->", "<-", "<=", ">=", "<", ">", "+", "-", "/", "|", "\\\\",
+    "===", "!==", "=~",
+}
 _TIGHTEN_OPS = {"==", "!=", "===", "!==", "<>", "++", "*", "&&", "||", "=", "->", "<-", "<=", ">="}
 
 
@@ -761,13 +806,14 @@ def inject_space_around_operators(code: str, rng: RngLike) -> str | None:
     spaced = []
     for k in range(1, stop - 1):
         tok, prev, nxt = t[k], t[k - 1], t[k + 1]
-        if tok.kind != "op" or tok.text not in {"==", "!=", "<>", "++", "*", "&&", "||", "=", "->", "<-", "<=", ">=", "<", ">", "+", "-", "/", "|", "\\\\", "===", "!==", "=~"}:
+        if tok.kind != "op" or tok.text not in _COUNTED_OPS:
             continue
         if prev.kind == "nl" or nxt.kind == "nl" or tok.line in skip_lines:
             continue
         if any(t[j].kind == "op" and t[j].text == "&" for j in range(max(0, k - 4), k)):
             continue  # Credo drops the tokens of a ``&fun/arity`` capture
-        if code[prev.end : tok.start].strip(" ") == "" and prev.end < tok.start and code[tok.end : nxt.start].strip(" ") == "" and tok.end < nxt.start:
+        before, after = code[prev.end : tok.start], code[tok.end : nxt.start]
+        if before and after and not before.strip(" ") and not after.strip(" "):
             spaced.append(k)
     options = [k for k in spaced if t[k].text in _TIGHTEN_OPS]
     if len(spaced) < 2 or not options:
@@ -830,3 +876,698 @@ QUALITY_INJECTORS: dict[str, Injector] = {
     "Credo.Check.Consistency.TabsOrSpaces": inject_tabs_or_spaces,
 }
 assert set(QUALITY_INJECTORS) == set(QUALITY_LABELS)
+
+
+# -- security injectors: Sobelow findings -----------------------------------------
+#
+# Each template is (function names to choose from, body). Bodies are written at module-body
+# indentation 0 and use ``{name}``, ``{repo}`` and ``{table}`` placeholders. The sink's checked
+# argument is always a non-literal that comes from the function's input, the shape Sobelow's
+# ``parse_def`` looks for (``Repo.query`` arg 0, ``SQL.query`` arg 1, ``send_resp``/``send_file``
+# arg 2, ``File.*``/``System.cmd``/``:os.cmd``/``String.to_atom``/``Code.eval_*``/
+# ``:erlang.binary_to_term``/``raw`` arg 0, piped values included).
+
+_Template = tuple[tuple[str, ...], str]
+
+_CONTROLLER_TEMPLATES: dict[str, tuple[_Template, ...]] = {
+    "Sobelow.SQL.Query": (
+        (("search", "lookup"), """\
+def {name}(conn, %{{"q" => term}}) do
+  {{:ok, result}} = {repo}.query("SELECT id, title FROM {table} WHERE title ILIKE '%#{{term}}%'")
+  json(conn, %{{rows: result.rows}})
+end"""),
+        (("export", "sorted_index"), """\
+def {name}(conn, %{{"sort" => sort}}) do
+  {{:ok, %{{rows: rows}}}} = {repo}.query("SELECT * FROM {table} ORDER BY #{{sort}}")
+  json(conn, %{{data: rows}})
+end"""),
+    ),
+    "Sobelow.XSS.SendResp": (
+        (("preview", "render_preview"), """\
+def {name}(conn, %{{"body" => body}}) do
+  conn
+  |> put_resp_content_type("text/html")
+  |> send_resp(200, "<div class=\\"preview\\">#{{body}}</div>")
+end"""),
+        (("greet", "welcome"), """\
+def {name}(conn, params) do
+  send_resp(conn, 200, "<h1>Hello, #{{params["name"]}}!</h1>")
+end"""),
+    ),
+    "Sobelow.Traversal.FileModule": (
+        (("download", "download_report"), """\
+def {name}(conn, %{{"name" => name}}) do
+  content = File.read!(Path.join("priv/reports", name))
+  send_download(conn, {{:binary, content}}, filename: name)
+end"""),
+        (("remove_upload", "delete_upload"), """\
+def {name}(conn, %{{"file" => file}}) do
+  :ok = File.rm(Path.join("priv/uploads", file))
+  send_resp(conn, :no_content, "")
+end"""),
+    ),
+    "Sobelow.Traversal.SendFile": (
+        (("attachment", "serve_attachment"), """\
+def {name}(conn, %{{"path" => path}}) do
+  send_file(conn, 200, path)
+end"""),
+        (("avatar", "show_avatar"), """\
+def {name}(conn, %{{"file" => file}}) do
+  conn
+  |> put_resp_content_type("image/png")
+  |> send_file(200, Path.join("priv/static/avatars", file))
+end"""),
+    ),
+    "Sobelow.CI.System": (
+        (("convert", "run_tool"), """\
+def {name}(conn, %{{"tool" => tool, "file" => file}}) do
+  {{output, 0}} = System.cmd(tool, [file], stderr_to_stdout: true)
+  text(conn, output)
+end"""),
+    ),
+    "Sobelow.CI.OS": (
+        (("ping", "check_host"), """\
+def {name}(conn, %{{"host" => host}}) do
+  output = :os.cmd(String.to_charlist("ping -c 1 " <> host))
+  text(conn, List.to_string(output))
+end"""),
+    ),
+    "Sobelow.DOS.StringToAtom": (
+        (("filter", "filter_by_status"), """\
+def {name}(conn, %{{"status" => status}}) do
+  json(conn, %{{status: String.to_atom(status)}})
+end"""),
+        (("sort", "sort_by"), """\
+def {name}(conn, %{{"field" => field, "dir" => dir}}) do
+  order = [{{String.to_atom(dir), String.to_atom(field)}}]
+  json(conn, %{{order: inspect(order)}})
+end"""),
+    ),
+    "Sobelow.Misc.BinToTerm": (
+        (("restore", "restore_state"), """\
+def {name}(conn, %{{"state" => state}}) do
+  data = state |> Base.decode64!() |> :erlang.binary_to_term()
+  json(conn, %{{restored: map_size(data)}})
+end"""),
+    ),
+    "Sobelow.RCE.CodeModule": (
+        (("calculate", "evaluate"), """\
+def {name}(conn, %{{"expression" => expression}}) do
+  {{result, _binding}} = Code.eval_string(expression)
+  json(conn, %{{result: result}})
+end"""),
+    ),
+}
+
+_GENERIC_TEMPLATES: dict[str, tuple[_Template, ...]] = {
+    "Sobelow.SQL.Query": (
+        (("find_by_name", "search_by_name"), """\
+def {name}(name) do
+  {repo}.query("SELECT * FROM {table} WHERE name = '#{{name}}'")
+end"""),
+        (("count_since", "count_created_since"), """\
+def {name}(date) do
+  {{:ok, %{{rows: [[count]]}}}} = {repo}.query("SELECT count(*) FROM {table} WHERE inserted_at > '#{{date}}'")
+  count
+end"""),
+    ),
+    "Sobelow.XSS.Raw": (
+        (("format_comment", "render_comment"), """\
+def {name}(comment) do
+  Phoenix.HTML.raw("<p class=\\"comment\\">#{{comment.body}}</p>")
+end"""),
+    ),
+    "Sobelow.XSS.SendResp": (
+        (("send_error_page", "render_error_page"), """\
+def {name}(conn, message) do
+  conn
+  |> Plug.Conn.put_resp_content_type("text/html")
+  |> Plug.Conn.send_resp(400, "<p class=\\"error\\">#{{message}}</p>")
+end"""),
+    ),
+    "Sobelow.Traversal.FileModule": (
+        (("read_template", "load_template"), """\
+def {name}(name) do
+  File.read(Path.join("priv/templates", name))
+end"""),
+        (("remove_export", "delete_export"), """\
+def {name}(filename) do
+  File.rm(filename)
+end"""),
+    ),
+    "Sobelow.Traversal.SendFile": (
+        (("send_export", "serve_export"), """\
+def {name}(conn, name) do
+  Plug.Conn.send_file(conn, 200, Path.join("priv/exports", name))
+end"""),
+    ),
+    "Sobelow.CI.System": (
+        (("run_hook", "run_command"), """\
+def {name}(command, args) do
+  {{output, status}} = System.cmd(command, args, stderr_to_stdout: true)
+  {{status, output}}
+end"""),
+    ),
+    "Sobelow.CI.OS": (
+        (("disk_usage", "directory_size"), """\
+def {name}(path) do
+  path
+  |> then(&"du -sh #{{&1}}")
+  |> String.to_charlist()
+  |> :os.cmd()
+end"""),
+    ),
+    "Sobelow.DOS.StringToAtom": (
+        (("parse_status", "to_status"), """\
+def {name}(status) when is_binary(status), do: String.to_atom(status)"""),
+        (("atomize_keys", "symbolize_keys"), """\
+def {name}(map) do
+  Map.new(map, fn {{key, value}} -> {{String.to_atom(key), value}} end)
+end"""),
+    ),
+    "Sobelow.Misc.BinToTerm": (
+        (("decode_session", "decode_cookie"), """\
+def {name}(cookie) do
+  cookie
+  |> Base.url_decode64!()
+  |> :erlang.binary_to_term()
+end"""),
+        (("load_snapshot", "restore_snapshot"), """\
+def {name}(binary), do: :erlang.binary_to_term(binary)"""),
+    ),
+    "Sobelow.RCE.CodeModule": (
+        (("evaluate_rule", "apply_rule"), """\
+def {name}(rule, bindings) do
+  {{result, _binding}} = Code.eval_string(rule, bindings)
+  result
+end"""),
+        (("load_config", "read_config"), """\
+def {name}(path) do
+  {{config, _binding}} = Code.eval_file(path)
+  config
+end"""),
+    ),
+}
+
+_VIEW_TEMPLATES: dict[str, tuple[_Template, ...]] = {
+    "Sobelow.XSS.Raw": (
+        (("render_bio", "bio_html"), """\
+def {name}(user), do: raw(user.bio)"""),
+        (("highlight", "highlight_term"), """\
+def {name}(text, term) do
+  text
+  |> String.replace(term, "<mark>#{{term}}</mark>")
+  |> raw()
+end"""),
+    ),
+}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _placeholders(src: Source, m: Module) -> dict[str, str]:
+    """Names the templates refer to: the Repo as this module reaches it, and a plausible table."""
+    app = m.name.split(".")[0]
+    app = app[:-3] if app.endswith("Web") and len(app) > 3 else app
+    repo = f"{app}.Repo"
+    table = None
+    for k, _, full, inner in alias_statements(src):
+        if src.module_of(k) is not m:
+            continue
+        names = [f"{full}.{x}" for x in inner] or [full]
+        for name in names:
+            last = name.rsplit(".", 1)[-1]
+            if last == "Repo":
+                repo = name
+            elif table is None and len(name.split(".")) >= 3:
+                table = _snake(last) + "s"
+    found = re.search(r'\bschema\s+"(\w+)"', src.code)
+    table = found.group(1) if found else table or _snake(m.name.rsplit(".", 1)[-1]) + "_records"
+    return {"repo": repo, "table": table}
+
+
+def _alias_insertion(src: Source, lines: list[str], m: Module, full: str) -> tuple[int, str] | None | str:
+    """How module ``m`` can call ``full`` by its last name: "ok" if already aliased, (line, text)
+    for an ``alias`` line to insert (alphabetically into the first alias group, else after the
+    ``use``/``import``/``require`` lines), None when another alias already takes that name."""
+    last = full.rsplit(".", 1)[-1]
+    depth = src.depth[m.do_at] + 1
+    stmts = [s for s in alias_statements(src) if src.module_of(s[0]) is m and src.depth[s[0]] == depth]
+    names = [n for _, _, f, inner in stmts for n in ([f"{f}.{x}" for x in inner] or [f])]
+    if full in names:
+        return "ok"
+    if any(n.rsplit(".", 1)[-1] == last for n in names):
+        return None
+    indent = _indent(lines[_line_of(src, m.at)]) + "  "
+    text = f"{indent}alias {full}"
+    single = [s for s in stmts if src.t[s[0]].line == src.t[s[1]].line]
+    if single:
+        group = [single[0]]
+        for st in single[1:]:
+            if src.t[st[0]].line != src.t[group[-1][0]].line + 1:
+                break
+            group.append(st)
+        at = _line_of(src, group[-1][0]) + 1
+        for st in group:
+            if ("alias " + full).lower() < ("alias " + st[2]).lower():
+                at = _line_of(src, st[0])
+                break
+        return at, text
+    at = _line_of(src, m.do_at) + 1
+    for k in range(m.do_at + 1, m.end_at):
+        if src.depth[k] == depth and src.statement_start(k) and (
+            src.is_word(k, "use", "import", "require") or src.t[k].text == "@" and src.t[k + 1].text == "moduledoc"
+        ):
+            at = _end_line_of(src, src.expr_end(k)) + 1
+        elif src.depth[k] == depth and src.is_word(k, *DEF_WORDS):
+            break
+    return at, text
+
+
+def _append_function(code: str, src: Source, m: Module, body: str) -> str:
+    """Insert ``body`` (module-body indentation 0) before the closing ``end`` of module ``m``,
+    calling nested modules through an alias (added when missing) as clean code does."""
+    lines = _lines(code)
+    inserts: list[tuple[int, str]] = []
+    for full in sorted(set(re.findall(r"(?<![\w.])([A-Z]\w*(?:\.[A-Z]\w*)+)\.(?=[a-z_])", body))):
+        how = _alias_insertion(src, lines, m, full)
+        if how is None:
+            continue
+        if how != "ok":
+            inserts.append(how)
+        body = re.sub(rf"(?<![\w.]){re.escape(full)}\.(?=[a-z_])", full.rsplit(".", 1)[-1] + ".", body)
+    end_line = _line_of(src, m.end_at)
+    indent = _indent(lines[_line_of(src, m.at)]) + "  "
+    new = [indent + line if line else "" for line in body.split("\n")]
+    if lines[end_line - 1].strip():
+        new = [""] + new
+    lines = lines[:end_line] + new + lines[end_line:]
+    for at, text in sorted(inserts, reverse=True):
+        block = [text]
+        if not any(line.strip().startswith("alias ") for line in lines[max(0, at - 1) : at + 1]):
+            block = [text, ""] if lines[at].strip() else [text]
+            if lines[at - 1].strip() and not lines[at - 1].rstrip().endswith(" do"):
+                block = [""] + block
+        lines = lines[:at] + block + lines[at:]
+    return _join(lines)
+
+
+def _templates_for(kind: str, label: str) -> tuple[_Template, ...] | None:
+    """Templates fitting a module kind. XSS.Raw has none for controllers (Sobelow only follows their
+    templates) and routers; views call the imported ``raw``, other modules ``Phoenix.HTML.raw``."""
+    if label == "Sobelow.XSS.Raw":
+        if kind == "view":
+            return _VIEW_TEMPLATES[label]
+        return None if kind in ("controller", "router") else _GENERIC_TEMPLATES[label]
+    if kind == "controller":
+        return _CONTROLLER_TEMPLATES.get(label) or _GENERIC_TEMPLATES.get(label)
+    return _GENERIC_TEMPLATES.get(label)
+
+
+def _add_from_templates(code: str, rng: random.Random, label: str) -> str | None:
+    """Add one template function for ``label`` to the main module, picking templates by module kind."""
+    src = Source(code)
+    if not src.balanced:
+        return None
+    m = _main_module(src)
+    if m is None:
+        return None
+    templates = _templates_for(_module_kind(src, m), label)
+    if not templates:
+        return None
+    taken = _defined_names(src)
+    options = [(name, body) for names, body in templates for name in names if name not in taken]
+    if not options:
+        return None
+    name, body = rng.choice(options)
+    return _append_function(code, src, m, body.format(name=name, **_placeholders(src, m)))
+
+
+def inject_sql_query(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``SQL.Query``: a ``Repo.query`` whose SQL string interpolates input."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.SQL.Query")
+
+
+def inject_xss_raw(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``XSS.Raw``: ``raw/1`` of input in a view (``Phoenix.HTML.raw`` elsewhere); None for
+    controllers and routers, where Sobelow does not report ``raw`` calls."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.XSS.Raw")
+
+
+def inject_xss_send_resp(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``XSS.SendResp``: ``send_resp`` of an interpolated HTML body (HTML or no content type)."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.XSS.SendResp")
+
+
+def inject_traversal_file(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``Traversal.FileModule``: ``File.read!/rm/...`` of a path built from input."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.Traversal.FileModule")
+
+
+def inject_traversal_send_file(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``Traversal.SendFile``: ``send_file(conn, 200, path)`` with a path from input."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.Traversal.SendFile")
+
+
+def inject_ci_system(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``CI.System``: ``System.cmd`` whose command (argument 0) comes from input."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.CI.System")
+
+
+def inject_ci_os(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``CI.OS``: ``:os.cmd`` of a command line built from input."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.CI.OS")
+
+
+def inject_string_to_atom(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``DOS.StringToAtom``: turn a ``String.to_existing_atom`` of input into ``String.to_atom``,
+    or add a function that atomizes input."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    safe = [
+        k for k in range(2, len(src.t))
+        if src.t[k].text == "to_existing_atom" and src.after_dot(k) and src.t[k - 2].text == "String"
+        and any(d.body and d.body[0] <= k <= d.body[1] for d in src.definitions)
+    ]
+    if safe and rng.random() < 0.5:
+        tok = src.t[rng.choice(safe)]
+        return code[: tok.start] + "to_atom" + code[tok.end :]
+    return _add_from_templates(code, rng, "Sobelow.DOS.StringToAtom")
+
+
+def inject_bin_to_term(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``Misc.BinToTerm``: ``:erlang.binary_to_term`` of input."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.Misc.BinToTerm")
+
+
+def inject_code_eval(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``RCE.CodeModule``: ``Code.eval_string``/``eval_file`` of input."""
+    return _add_from_templates(code, _rng(rng), "Sobelow.RCE.CodeModule")
+
+
+_BROWSER_PIPELINE = """\
+pipeline :{name} do
+  plug :accepts, ["html"]
+  plug :fetch_session
+  plug :fetch_flash
+  plug :put_secure_browser_headers
+end"""
+
+
+def inject_csrf(code: str, rng: RngLike) -> str | None:
+    """Sobelow ``Config.CSRF``: a router pipeline that fetches the session without
+    ``plug :protect_from_forgery``. Drops that plug from such a pipeline, or adds a browser
+    pipeline without it to a router that has none; None for modules that are not routers."""
+    rng = _rng(rng)
+    src = Source(code)
+    if not src.balanced:
+        return None
+    m = _main_module(src)
+    if m is None or _module_kind(src, m) != "router":
+        return None
+    lines = _lines(code)
+    protect_lines = []
+    pipelines = []
+    for k in range(len(src.t)):
+        if not (src.is_word(k, "pipeline") and src.statement_start(k)):
+            continue
+        pipelines.append(k)
+        do_at = src.block_do(k)
+        if do_at is None:
+            continue
+        body = range(do_at + 1, src.partner[do_at])
+        plugs = {
+            src.t[j + 1].text: j for j in body
+            if src.is_word(j, "plug") and src.statement_start(j) and src.t[j + 1].kind == "atom"
+        }
+        if ":fetch_session" in plugs and ":protect_from_forgery" in plugs:
+            j = plugs[":protect_from_forgery"]
+            protect_lines.append((_line_of(src, j), _end_line_of(src, src.expr_end(j))))
+    if protect_lines:
+        a, b = rng.choice(protect_lines)
+        return _join(lines[:a] + lines[b + 1 :])
+    taken = {src.t[k + 1].text for k in pipelines if k + 1 < len(src.t)}
+    name = next((n for n in ("browser", "html", "web") if f":{n}" not in taken), None)
+    if name is None:
+        return None
+    at = _line_of(src, src.partner[src.block_do(pipelines[-1])]) + 1 if pipelines else _line_of(src, m.do_at) + 1
+    indent = _indent(lines[_line_of(src, m.at)]) + "  "
+    block = [""] + [indent + line for line in _BROWSER_PIPELINE.format(name=name).split("\n")]
+    if not pipelines:
+        while at < len(lines) and lines[at].strip().startswith(("use ", "import ", "alias ", "require ", "@")):
+            at += 1
+    return _join(lines[:at] + block + lines[at:])
+
+
+SECURITY_INJECTORS: dict[str, Injector] = {
+    "Sobelow.SQL.Query": inject_sql_query,
+    "Sobelow.XSS.Raw": inject_xss_raw,
+    "Sobelow.XSS.SendResp": inject_xss_send_resp,
+    "Sobelow.Traversal.FileModule": inject_traversal_file,
+    "Sobelow.Traversal.SendFile": inject_traversal_send_file,
+    "Sobelow.CI.System": inject_ci_system,
+    "Sobelow.CI.OS": inject_ci_os,
+    "Sobelow.DOS.StringToAtom": inject_string_to_atom,
+    "Sobelow.Misc.BinToTerm": inject_bin_to_term,
+    "Sobelow.RCE.CodeModule": inject_code_eval,
+    "Sobelow.Config.CSRF": inject_csrf,
+}
+assert set(SECURITY_INJECTORS) == set(SECURITY_LABELS)
+
+
+# -- positive views ---------------------------------------------------------------
+
+_SYNONYMS = {
+    "text": "input", "title": "heading", "limit": "max_length", "opts": "options", "options": "opts",
+    "attrs": "attributes", "params": "request_params", "user": "account", "post": "entry", "state": "server_state",
+    "key": "bucket", "count": "hits", "counts": "tally", "words": "tokens", "minutes": "reading_minutes",
+    "first": "lead", "page": "page_number", "per_page": "page_size", "password": "plain_password",
+    "currency": "currency_code", "invoice": "bill", "today": "date", "id": "record_id", "posts": "entries",
+    "locale": "language", "now": "current_ms", "subtotal": "net", "tax": "tax_amount", "body": "content",
+    "changeset": "cs", "full_name": "name", "part": "segment", "item": "line", "acc": "sum",
+}
+
+
+def _rename_variable(code: str, src: Source, rng: random.Random) -> str | None:
+    """Rename one variable consistently within one function clause."""
+    taken = _defined_names(src)
+    options = []
+    for d in src.definitions:
+        if d.body is None:
+            continue
+        names = set(_simple_params(src, d))
+        names.update(
+            src.t[k].text for k in range(d.body[0], d.body[1] + 1)
+            if src.t[k].kind == "ident" and src.statement_start(k) and k + 1 < len(src.t) and src.t[k + 1].text == "="
+        )
+        clause = range(d.at, d.last + 1)
+        texts = {src.t[k].text.rstrip(":") for k in clause}
+        for name in sorted(names):
+            new = _SYNONYMS.get(name, f"{name}_value")
+            if name in taken or name in _RESERVED_VARS or name.startswith("_") or new in texts or new in taken:
+                continue
+            uses = [k for k in clause if src.t[k].kind == "ident" and src.t[k].text == name and not src.after_dot(k)]
+            as_call = any(
+                k + 1 < len(src.t) and src.t[k + 1].text in ("(", "/") and src.t[k + 1].start == src.t[k].end for k in uses
+            )
+            word = re.compile(rf"\b{re.escape(name)}\b")
+            in_text = any(
+                src.t[k].kind in ("str", "sigil", "atom") and src.t[k].interp and word.search(src.t[k].text) for k in clause
+            )
+            if uses and not as_call and not in_text:
+                options.append((uses, new))
+    if not options:
+        return None
+    uses, new = rng.choice(options)
+    out = code
+    for k in sorted(uses, key=lambda k: -src.t[k].start):
+        out = out[: src.t[k].start] + new + out[src.t[k].end :]
+    return out
+
+
+def _top_level_groups(src: Source, lines: list[str], m: Module) -> list[tuple[int, int, bool]]:
+    """(first line, last line, is_macro) of each run of same-name top-level definitions with their attributes."""
+    depth = src.depth[m.do_at] + 1
+    defs = [d for d in src.definitions if src.module_of(d.at) is m and src.depth[d.at] == depth]
+    groups: list[list[Definition]] = []
+    for d in defs:
+        if groups and groups[-1][-1].name == d.name:
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    out = []
+    for g in groups:
+        start = _group_start(src, lines, _line_of(src, g[0].at))
+        out.append((start, _end_line_of(src, g[-1].last), any(d.word.startswith("defmacro") for d in g)))
+    return out
+
+
+def _swap_functions(code: str, src: Source, rng: random.Random) -> str | None:
+    """Swap two neighbouring top-level functions separated only by blank lines."""
+    m = _main_module(src)
+    if m is None:
+        return None
+    lines = _lines(code)
+    groups = _top_level_groups(src, lines, m)
+    options = [
+        (a, b) for a, b in zip(groups, groups[1:])
+        if not a[2] and not b[2] and all(not line.strip() for line in lines[a[1] + 1 : b[0]]) and b[0] > a[1]
+    ]
+    if not options:
+        return None
+    (s1, e1, _), (s2, e2, _) = rng.choice(options)
+    return _join(lines[:s1] + lines[s2 : e2 + 1] + lines[e1 + 1 : s2] + lines[s1 : e1 + 1] + lines[e2 + 1 :])
+
+
+_NOTES = (
+    "Public API",
+    "Helpers",
+    "Keep this free of side effects: callers rely on it",
+    "Called from several places; keep the return shape stable",
+    "Kept small on purpose so it is easy to test",
+)
+
+
+def _add_comment(code: str, src: Source, rng: random.Random) -> str | None:
+    """Add a short comment line above a function or at the top of a function body."""
+    lines = _lines(code)
+    spots = []
+    for d in src.definitions:
+        first = _line_of(src, d.at)
+        if not _first_on_line(src, d.at):
+            continue
+        words = d.name.rstrip("?!").replace("_", " ").strip()
+        spots.append((_group_start(src, lines, first), _indent(lines[first]), words))
+        span = _block_def_lines(src, d)
+        if span:
+            spots.append((span[0] + 1, _indent(lines[span[0] + 1]), words))
+    if not spots:
+        m = _main_module(src)
+        if m is None:
+            return None
+        spots.append((_line_of(src, m.at) + 1, _indent(lines[_line_of(src, m.at)]) + "  ", "module"))
+    at, indent, words = rng.choice(spots)
+    note = rng.choice(_NOTES + (f"{words[:1].upper()}{words[1:]}",))
+    return _join(lines[:at] + [f"{indent}# {note}"] + lines[at:])
+
+
+def _edit_comment(code: str, src: Source, rng: random.Random) -> str | None:
+    """Remove or reword a full-line comment."""
+    lines = _lines(code)
+    full = [
+        tok for tok in src.all_tokens
+        if tok.kind == "comment" and not code[code.rfind("\n", 0, tok.start) + 1 : tok.start].strip()
+    ]
+    if not full:
+        return None
+    tok = rng.choice(full)
+    i = tok.line - 1
+    if rng.random() < 0.5:
+        return _join(lines[:i] + lines[i + 1 :])
+    return _join(lines[:i] + [f"{_indent(lines[i])}# {rng.choice(_NOTES)}"] + lines[i + 1 :])
+
+
+def _reflow_pipe(code: str, src: Source, rng: random.Random) -> str | None:
+    """Put a short multi-line pipeline on one line, or split a one-line pipeline into steps."""
+    lines = _lines(code)
+    options = []
+    for a, b in _join_candidates(src, lines):
+        if all(line.lstrip().startswith("|> ") for line in lines[a + 1 : b + 1]):
+            joined = _joined_line(lines[a : b + 1])
+            if len(joined) <= 98:
+                options.append(lines[:a] + [joined] + lines[b + 1 :])
+    for k, tok in enumerate(src.t):
+        if tok.kind == "nl" or not _first_on_line(src, k) or not src.statement_start(k):
+            continue
+        end = src.expr_end(k)
+        if src.t[end].line != tok.line:
+            continue
+        top = [j for j in range(k, end + 1) if src.depth[j] == src.depth[k]]
+        pipes = [j for j in top if src.t[j].text == "|>"]
+        if len(pipes) < 2 or any(src.t[j].text in ("=", "<-", "->", "do") or src.t[j].kind == "kw" for j in top):
+            continue
+        i = tok.line - 1
+        indent = _indent(lines[i])
+        cuts = [src.t[j].start for j in pipes]
+        line_start = code.rfind("\n", 0, tok.start) + 1
+        pieces, prev = [], tok.start
+        for c in cuts:
+            pieces.append(code[prev:c].strip())
+            prev = c
+        pieces.append(code[prev : src.t[end].end].strip())
+        tail = code[src.t[end].end : line_start + len(lines[i])]
+        if tail.strip():
+            continue
+        options.append(lines[:i] + [indent + p for p in pieces] + lines[i + 1 :])
+    if not options:
+        return None
+    return _join(rng.choice(options))
+
+
+_VIEWS = (_rename_variable, _swap_functions, _add_comment, _edit_comment, _reflow_pipe)
+
+
+def positive_view(code: str, rng: RngLike) -> str:
+    """A rewrite of ``code`` with the same meaning that stays as clean as it was: one or two of
+    renaming a local variable, swapping neighbouring functions, adding/removing/rewording a
+    comment, reflowing a pipeline. Rewrites that would add a Credo/Sobelow label are skipped."""
+    rng = _rng(rng)
+    base_quality, base_security = detect_quality(code), detect_security(code)
+    views = list(_VIEWS)
+    rng.shuffle(views)
+    wanted = rng.randint(1, 2)
+    out = code
+    for view in views:
+        src = Source(out)
+        if not src.balanced:
+            break
+        new = view(out, src, rng)
+        if new is None or new == out:
+            continue
+        if not detect_quality(new) <= base_quality or not detect_security(new) <= base_security:
+            continue
+        out = new
+        wanted -= 1
+        if wanted == 0:
+            break
+    if out == code:
+        out = f"# {rng.choice(_NOTES)}\n{code}"
+    return out
+
+
+# -- entry points -----------------------------------------------------------------
+
+
+def validated(code: str) -> bool:
+    """``code`` parses with the real Elixir parser (``Code.string_to_quoted``; never evaluated)."""
+    return shared_parser().parse(code).ok
+
+
+def inject(
+    code: str, label: str, rng: RngLike = None, parser: ElixirParser | None = None, attempts: int = 3
+) -> str | None:
+    """Violating/vulnerable version of ``code`` for ``label``, or None (the pair is dropped).
+
+    Draws again (up to ``attempts`` draws) when the output does not parse with the real parser, is
+    identical to the input, or the detector does not confirm ``label``; an injector returning None
+    means the input offers nothing to work with, so no further draws are made.
+    """
+    if label in QUALITY_INJECTORS:
+        injector, detect = QUALITY_INJECTORS[label], detect_quality
+    elif label in SECURITY_INJECTORS:
+        injector, detect = SECURITY_INJECTORS[label], detect_security
+    else:
+        raise KeyError(f"no injector for {label!r}; known: {', '.join(QUALITY_LABELS + SECURITY_LABELS)}")
+    rng = _rng(rng)
+    parser = parser or shared_parser()
+    for _ in range(attempts):
+        out = injector(code, rng)
+        if out is None:
+            return None
+        if out != code and parser.parse(out).ok and label in detect(out):
+            return out
+    return None
