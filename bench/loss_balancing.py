@@ -9,40 +9,22 @@ Same tiny model, same batches (a synthetic six-task corpus), same Lightning Trai
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-import torch
+from common import StepTimer, datamodule, six_task_corpus
 
-from elixir_coder.corpus.synthetic import lognormal_lengths, write_synthetic
 from elixir_coder.labels import TASKS
 from elixir_coder.model.transformer import Transformer
-from elixir_coder.training.data import ElixirDataModule
 from elixir_coder.training.loss import GradNorm, GradNormWeighting, TaskWeighting, UncertaintyWeighting, VarianceWeighting
 from elixir_coder.training.module import ElixirCoderModule
 from elixir_coder.training.optimizer import config as adamw
 
 
-class StepTimer(L.Callback):
-    def __init__(self, warmup: int):
-        self.warmup, self.times, self._t = warmup, [], 0.0
-
-    def on_train_batch_start(self, *args):
-        self._t = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step > self.warmup:
-            self.times.append(time.perf_counter() - self._t)
-
-
 def run(data_dir: Path, weighting, steps: int, args) -> float:
     L.seed_everything(0, verbose=False)
-    dm = ElixirDataModule(data_dir=str(data_dir), batch_size=args.batch_size, max_len=args.max_len, tasks=list(TASKS))
-    dm.prepare_data = lambda: None  # synthetic data: nothing to prepare
+    dm = datamodule(data_dir, args.batch_size, args.max_len)
     model = Transformer(dm.vocab_size, d_model=128, n_layers=4, n_heads=4, max_len=args.max_len)
     module = ElixirCoderModule(model, adamw, tasks=list(TASKS), weighting=weighting)
     timer = StepTimer(warmup=5)
@@ -52,7 +34,7 @@ def run(data_dir: Path, weighting, steps: int, args) -> float:
         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, use_distributed_sampler=False,
     )
     trainer.fit(module, datamodule=dm)
-    return statistics.median(timer.times)
+    return timer.median
 
 
 def main() -> None:
@@ -61,11 +43,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=256)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    n = 4000
     with tempfile.TemporaryDirectory() as tmp:
-        tasks = np.arange(n) % len(TASKS)
-        data_dir = write_synthetic(Path(tmp) / "tok", lognormal_lengths(n, median=120, max_len=args.max_len), tasks=tasks)
+        data_dir = six_task_corpus(Path(tmp), max_len=args.max_len)
         strategies = {
             "static": lambda: TaskWeighting(TASKS),
             "uncertainty": lambda: UncertaintyWeighting(TASKS),

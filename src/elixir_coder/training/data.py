@@ -441,7 +441,7 @@ class ElixirDataModule(L.LightningDataModule):
         vocab_size: int = 8192, val_fraction: float = 0.1, demo_modules: int = 320, max_sample_tokens: int = 2048,
         overwrite: bool = False, batch_size: int = 32, val_batch_size: int | None = None, max_len: int = 512,
         packing: bool = False, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2, seed: int = 0,
-        tasks: Sequence[str] | None = None, mlm_rate: float = 0.15,
+        tasks: Sequence[str] | None = None, mlm_rate: float = 0.15, prepare: bool = True,
     ):
         super().__init__()
         self.data_dir = Path(data_dir)
@@ -449,7 +449,7 @@ class ElixirDataModule(L.LightningDataModule):
             jsonl=jsonl, source_dir=source_dir, vocab_size=vocab_size, val_fraction=val_fraction, seed=seed,
             demo_modules=demo_modules, max_sample_tokens=max_sample_tokens,
         )
-        self.overwrite = overwrite
+        self.overwrite, self.prepare = overwrite, prepare
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.max_len, self.packing, self.shuffle, self.drop_last = max_len, packing, shuffle, drop_last
         self.prefetch, self.seed, self.mlm_rate = prefetch, seed, mlm_rate
@@ -459,6 +459,9 @@ class ElixirDataModule(L.LightningDataModule):
         self._train_state: dict | None = None  # a resumed run's data position, applied to the loader
 
     def prepare_data(self) -> None:
+        if not self.prepare:  # a dataset prepared elsewhere (shared, read-only): use it as it is
+            self.meta = tokenized.read_meta(self.data_dir)
+            return
         self.meta = ensure_prepared(self.data_dir, self.recipe, overwrite=self.overwrite)
         self.overwrite = False  # prepared once per run, not again at every trainer stage
 
