@@ -27,9 +27,11 @@ def write_tiny_corpus(path: Path, modules: int = 80) -> Path:
     with open(path, "w") as fh:
         for i in range(modules):
             name, args, body = FUNCS[i % len(FUNCS)]
-            code = f"defmodule App.M{i} do\n  @moduledoc false\n\n  def {name}({args}) do\n    {body}\n  end\nend\n"
+            code = (f"defmodule App.M{i} do\n  @moduledoc \"Module {i}.\"\n\n  alias App.Repo\n\n  def {name}({args}) do\n"
+                    f"    {body}\n  end\n\n  def load_{i}(id) do\n    Repo.get(App.Item, id)\n  end\nend\n")
             src = f"lib/m{i}.ex"
             fh.write(json.dumps({"task": "code_generation", "prompt": f"# {name}\n", "completion": code, "source": src}) + "\n")
+            fh.write(json.dumps({"task": "code_generation", "prompt": "", "completion": code, "source": src}) + "\n")
             bad = code.replace(f"    {body}\n", f"    IO.inspect({body})\n")
             fh.write(json.dumps({"task": "quality", "text": bad, "labels": ["Credo.Check.Warning.IoInspect"], "source": src}) + "\n")
             fh.write(json.dumps({"task": "quality", "text": code, "labels": [], "source": src}) + "\n")
@@ -49,6 +51,8 @@ FAST = [
     "data.val_batch_size=16",
     "data.max_len=64",
     "trainer.max_epochs=1",
+    "trainer.limit_train_batches=null",
+    "data.packing=false",
     "trainer.log_every_n_steps=1",
     "trainer.enable_model_summary=false",
     "model.d_model=32",

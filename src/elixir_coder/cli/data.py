@@ -4,6 +4,7 @@
     elixir-data prepare data.source_dir=~/src/my_app data.data_dir=data/my_app
     elixir-data prepare data.jsonl=records.jsonl data.overwrite=true
     elixir-data verify                           # re-check sizes, ids and checksums
+    elixir-data pairs                            # contrastive pairs -> data/processed/*.jsonl
     elixir-data export ckpt_path=outputs/.../checkpoints/model-3.ckpt   # weights as safetensors
 """
 
@@ -51,7 +52,18 @@ def export(cfg: DictConfig) -> None:
     print(f"{out} (+ {out.with_suffix('.yaml').name})")
 
 
-COMMANDS = {"prepare": prepare, "verify": verify, "export": export}
+def pairs(cfg: DictConfig) -> None:
+    """Write the contrastive pair files from the configured corpus's training split."""
+    dm: ElixirDataModule = instantiate(cfg.data)
+    dm.prepare_data()
+    dm.contrastive = dict(cfg.contrastive)
+    dm.prepare_pairs(overwrite=True)
+    for path in (cfg.contrastive.pairs_path, cfg.contrastive.security_path):
+        with open(path, encoding="utf-8") as fh:
+            print(f"{path}: {sum(1 for _ in fh)} pairs")
+
+
+COMMANDS = {"prepare": prepare, "verify": verify, "pairs": pairs, "export": export}
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

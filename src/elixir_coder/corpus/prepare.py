@@ -57,9 +57,12 @@ def load_records(rec: dict) -> list[dict]:
         return read_jsonl(source["path"])
     if source["kind"] == "source_dir":
         return ingest_source_dir(source["path"])
-    from elixir_coder.corpus.demo import generate_records
+    from elixir_coder.corpus.demo import generate_modules, generate_records
+    from elixir_coder.corpus.demo.labelled import labelled_records
 
-    return [validate_record(r, f"demo record {i}") for i, r in enumerate(generate_records(rec["seed"], source["modules"]))]
+    records = generate_records(rec["seed"], source["modules"])
+    records += labelled_records(generate_modules(rec["seed"], source["modules"]), rec["seed"])
+    return [validate_record(r, f"demo record {i}") for i, r in enumerate(records)]
 
 
 def _split_of(record: dict, i: int, seed: int, val_fraction: float) -> str:

@@ -11,9 +11,13 @@ confirmed, and drops the pair (``None``) when no draw succeeds.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from collections.abc import Callable
+
+import lightning as L
+import torch
 
 from elixir_coder.corpus.checks import (
     ALIAS_EXCLUDED_LASTNAMES,
@@ -33,9 +37,17 @@ from elixir_coder.corpus.checks import (
     stripped_lines,
 )
 from elixir_coder.corpus.parser import ElixirParser, shared_parser
-from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS
+from elixir_coder.labels import QUALITY_LABELS, SECURITY_CWE, SECURITY_LABELS, quality_tier
 
 __all__ = [
+    "PairBatches",
+    "PairLoader",
+    "RuleTiers",
+    "active_tiers",
+    "batch_sampler",
+    "generate_pairs",
+    "rule_difficulty",
+    "security_pairs",
     "QUALITY_INJECTORS",
     "SECURITY_INJECTORS",
     "inject",
@@ -1571,3 +1583,279 @@ def inject(
         if out != code and parser.parse(out).ok and label in detect(out):
             return out
     return None
+
+
+# -- pairs for training (spec 4.3.1, 4.3.4-4.3.6) ------------------------------------------------
+
+def rule_difficulty(label: str) -> int:
+    """Spec 4.3.5.2: the curriculum tier of a rule: Credo tiers 1-4 (surface patterns, structure,
+    cross-function, corpus-level); Sobelow findings are single-call patterns, tier 1."""
+    return 1 if label in SECURITY_CWE else quality_tier(label)
+
+
+def active_tiers(epoch: int, epochs_per_tier: int, max_tier: int = 4) -> list[int]:
+    """Spec 4.3.5.3-5: tier 1 first, one more tier every ``epochs_per_tier`` epochs (1-based
+    epochs), earlier tiers kept in the mix (expanding window)."""
+    current = min(max_tier, 1 + (max(epoch, 1) - 1) // max(epochs_per_tier, 1))
+    return list(range(1, current + 1))
+
+
+def _pairs_for(
+    sources: list[tuple[str, str]], labels: tuple[str, ...], seed: int, variants: int, parser, make_record
+) -> list[dict]:
+    out = []
+    for k, (source, code) in enumerate(sources):
+        if detect_quality(code) or detect_security(code):
+            continue  # only clean code anchors a pair
+        positive = positive_view(code, random.Random(f"{seed}:{source}:view"))
+        if not parser.parse(positive).ok:
+            positive = code
+        for label in labels:
+            seen = set()
+            for v in range(variants):
+                bad = inject(code, label, random.Random(f"{seed}:{source}:{label}:{v}"), parser=parser)
+                if bad is None or bad in seen:
+                    continue
+                seen.add(bad)
+                out.append(make_record(code, bad, positive, label, source))
+    return out
+
+
+def generate_pairs(
+    sources: list[tuple[str, str]], out_path=None, seed: int = 0, variants: int = 2, parser: ElixirParser | None = None
+) -> list[dict]:
+    """Spec 4.3.1: ``{clean_code, violating_code, positive_code, rule, tier, source}`` for every
+    Credo rule and up to ``variants`` distinct violating variants per clean module; every
+    violating side parses with the real parser and carries its rule. ``sources`` are
+    ``(source name, clean module code)``. Written atomically to ``out_path`` when given."""
+    parser = parser or shared_parser()
+    records = _pairs_for(sources, QUALITY_LABELS, seed, variants, parser, lambda clean, bad, pos, rule, src: {
+        "clean_code": clean, "violating_code": bad, "positive_code": pos, "rule": rule,
+        "tier": rule_difficulty(rule), "source": src,
+    })
+    if out_path is not None:
+        from elixir_coder.corpus.records import write_jsonl
+
+        write_jsonl(out_path, records)
+    return records
+
+
+def security_pairs(
+    sources: list[tuple[str, str]], out_path=None, seed: int = 0, variants: int = 1, parser: ElixirParser | None = None
+) -> list[dict]:
+    """Spec 4.3.6: ``{secure_code, vulnerable_code, positive_code, cwe_id, sobelow_check, source}``
+    for every Sobelow finding, on Phoenix-shaped code."""
+    parser = parser or shared_parser()
+    records = _pairs_for(sources, SECURITY_LABELS, seed, variants, parser, lambda clean, bad, pos, rule, src: {
+        "secure_code": clean, "vulnerable_code": bad, "positive_code": pos, "cwe_id": SECURITY_CWE[rule],
+        "sobelow_check": rule, "source": src,
+    })
+    if out_path is not None:
+        from elixir_coder.corpus.records import write_jsonl
+
+        write_jsonl(out_path, records)
+    return records
+
+
+class PairBatches:
+    """Spec 4.3.4 (``batch_sampler``): batches of anchors (clean modules), positives (another view
+    of the same anchor) and negatives (violating variants), rule types balanced.
+
+    ``pairs`` are uniform records ``{anchor, positive, negative, rule}``. Each batch takes
+    ``batch_size`` distinct anchors; each anchor gets ``negatives`` negatives, preferring its own
+    variants (hard negatives) and always the least-used rule among them, so every rule type shows
+    up about equally often. Only rules of ``tiers`` are drawn (the rule-tier curriculum).
+    Deterministic from ``seed`` and the epoch. Iteration yields lists of
+    ``(anchor, positive, [negatives], [rules])``; :meth:`tensors` tokenizes one.
+    """
+
+    def __init__(self, pairs: list[dict], batch_size: int = 4, negatives: int = 3, seed: int = 0):
+        self.pairs, self.batch_size, self.negatives, self.seed = pairs, batch_size, negatives, seed
+        self.epoch = 0
+        self.tiers: list[int] = [1, 2, 3, 4]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def set_tiers(self, tiers) -> None:
+        self.tiers = list(tiers)
+
+    def _by_anchor(self) -> dict[str, list[dict]]:
+        groups: dict[str, list[dict]] = {}
+        for p in self.pairs:
+            if rule_difficulty(p["rule"]) in self.tiers:
+                groups.setdefault(p["anchor"], []).append(p)
+        return groups
+
+    def __len__(self) -> int:
+        return max(1, len(self._by_anchor()) // self.batch_size)
+
+    def __iter__(self):
+        groups = self._by_anchor()
+        if not groups:
+            return
+        rng = random.Random(f"{self.seed}:{self.epoch}")
+        anchors = sorted(groups)
+        rng.shuffle(anchors)
+        used: dict[str, int] = {}
+        everything = [p for a in anchors for p in groups[a]]
+        for start in range(0, max(len(anchors) - self.batch_size + 1, 1), self.batch_size):
+            batch = []
+            for anchor in anchors[start : start + self.batch_size]:
+                own = list(groups[anchor])
+                rng.shuffle(own)
+                chosen: list[dict] = []
+                while len(chosen) < self.negatives:
+                    pool = [p for p in own if p not in chosen] or [p for p in everything if p["anchor"] != anchor and p not in chosen]
+                    if not pool:
+                        break
+                    pick = min(pool, key=lambda p: (used.get(p["rule"], 0), rng.random()))
+                    used[pick["rule"]] = used.get(pick["rule"], 0) + 1
+                    chosen.append(pick)
+                batch.append((anchor, own[0]["positive"], [p["negative"] for p in chosen], [p["rule"] for p in chosen]))
+            yield batch
+
+    @staticmethod
+    def tensors(batch, encode, max_len: int, pad_id: int) -> dict:
+        """Rows: all anchors, then all positives, then each anchor's negatives; padded to the
+        longest row (capped at ``max_len``), in the layout the backbone takes."""
+        texts = [a for a, _, _, _ in batch] + [p for _, p, _, _ in batch] + [n for _, _, negs, _ in batch for n in negs]
+        rows = [encode(t)[:max_len] for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        seg = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            seg[i, : len(r)] = 1
+        pos = torch.arange(width).expand(len(rows), width) * seg
+        return {"input_ids": ids, "segment_ids": seg, "position_ids": pos, "n_anchors": len(batch),
+                "n_negatives": len(batch[0][2]), "rules": [r for _, _, _, rules in batch for r in rules]}
+
+
+def batch_sampler(pairs: list[dict], batch_size: int = 4, negatives: int = 3, seed: int = 0) -> PairBatches:
+    """Spec 4.3.4.1: the contrastive batch sampler over quality and security pair records."""
+    uniform = [
+        {"anchor": p.get("clean_code", p.get("secure_code")), "positive": p["positive_code"],
+         "negative": p.get("violating_code", p.get("vulnerable_code")), "rule": p.get("rule", p.get("sobelow_check"))}
+        for p in pairs
+    ]
+    return PairBatches(uniform, batch_size, negatives, seed)
+
+
+def clean_sources(records: list[dict], limit: int | None = None) -> list[tuple[str, str]]:
+    """Whole-module code_generation records (prompt ""), one per source file, in corpus order."""
+    seen, out = set(), []
+    for r in records:
+        if r["task"] == "code_generation" and not r.get("prompt") and "defmodule" in r["completion"]:
+            source = r.get("source") or f"record-{len(out)}"
+            if source not in seen:
+                seen.add(source)
+                out.append((source, r["completion"]))
+    return out[:limit] if limit else out
+
+
+def prepare_pairs(records: list[dict], quality_path, security_path, seed: int = 0, variants: int = 1,
+                  max_anchors: int | None = None, log=print) -> tuple[list[dict], list[dict]]:
+    """Write both pair files from the corpus's clean modules (``elixir-data pairs``)."""
+    sources = clean_sources(records, max_anchors)
+    if not sources:
+        from elixir_coder.errors import DataError
+
+        raise DataError("no contrastive pairs: the corpus has no whole-module code_generation records "
+                        '(prompt "" and a defmodule in the completion) to use as clean anchors')
+    log(f"Generating contrastive pairs from {len(sources)} clean modules into {quality_path} and {security_path} ...")
+    parser = shared_parser()
+    return (generate_pairs(sources, quality_path, seed, variants, parser),
+            security_pairs(sources, security_path, seed, variants, parser))
+
+
+def read_pairs(path) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    from elixir_coder.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no contrastive pairs; run `elixir-data pairs` (training with use_contrastive=true does it)")
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from exc
+    return out
+
+
+class PairLoader:
+    """Tokenized contrastive batches beside the main stream (Lightning combines the two).
+
+    Epochs and tiers come from the trainer (``sampler.set_epoch``) and the tier curriculum
+    (``set_tiers``); anchors are encoded with the corpus tokenizer as quality samples.
+    """
+
+    def __init__(self, batches: PairBatches, tokenizer, bos: int, task_token: int, eos: int, pad_id: int, max_len: int):
+        self.sampler, self.tokenizer = batches, tokenizer
+        self.head, self.eos, self.pad_id, self.max_len = [bos, task_token], eos, pad_id, max_len
+        self._cache: dict[str, list[int]] = {}
+
+    def encode(self, text: str) -> list[int]:
+        if text not in self._cache:
+            self._cache[text] = self.head + self.tokenizer.encode(text, add_special_tokens=False).ids + [self.eos]
+        return self._cache[text]
+
+    def set_tiers(self, tiers) -> None:
+        self.sampler.set_tiers(tiers)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for batch in self.sampler:
+            yield PairBatches.tensors(batch, self.encode, self.max_len, self.pad_id)
+
+
+class RuleTiers(L.Callback):
+    """Spec 4.3.5.3-5: the contrastive pairs of tier 1 first, one more tier every
+    ``epochs_per_tier`` epochs, earlier tiers kept (expanding window). The next epoch's tiers are
+    set before Lightning sizes the pair loader for it; the current tier is logged as
+    ``contrastive/tier`` and saved in checkpoints."""
+
+    def __init__(self, epochs_per_tier: int = 10):
+        super().__init__()
+        self.epochs_per_tier = max(1, int(epochs_per_tier))
+        self.tier = 0
+
+    def _apply(self, trainer: L.Trainer, epoch: int) -> list[int]:
+        tiers = active_tiers(epoch, self.epochs_per_tier)
+        dm = trainer.datamodule
+        if dm is not None and getattr(dm, "contrastive", None) is not None:
+            dm.pairs_loader().set_tiers(tiers)
+        return tiers
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._apply(trainer, 1)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self._apply(trainer, int(checkpoint.get("epoch", 0)) + 1)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._apply(trainer, trainer.current_epoch + 2)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        tier = max(active_tiers(trainer.current_epoch + 1, self.epochs_per_tier))
+        pl_module.log("contrastive/tier", float(tier), on_step=False, on_epoch=True)
+        if tier != self.tier:
+            message = f"contrastive: epoch {trainer.current_epoch + 1} -> rule tiers 1..{tier}"
+            logging.getLogger("elixir_coder").info(message)
+            for lg in trainer.loggers:
+                if hasattr(lg.experiment, "add_text"):
+                    lg.experiment.add_text("contrastive", message, global_step=trainer.global_step)
+        self.tier = tier
+
+    def state_dict(self) -> dict:
+        return {"tier": self.tier}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tier = int(state.get("tier", 0))

@@ -442,6 +442,7 @@ class ElixirDataModule(L.LightningDataModule):
         overwrite: bool = False, batch_size: int = 32, val_batch_size: int | None = None, max_len: int = 512,
         packing: bool = False, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2, seed: int = 0,
         tasks: Sequence[str] | None = None, mlm_rate: float = 0.15, prepare: bool = True,
+        contrastive: dict | None = None,
     ):
         super().__init__()
         self.data_dir = Path(data_dir)
@@ -455,6 +456,9 @@ class ElixirDataModule(L.LightningDataModule):
         self.prefetch, self.seed, self.mlm_rate = prefetch, seed, mlm_rate
         self.tasks = list(tasks) if tasks is not None else None
         self.meta: dict | None = None
+        # Contrastive pairs (use_contrastive=true): paths, batch shape, generation limits.
+        self.contrastive = dict(contrastive) if contrastive and contrastive.get("enabled") else None
+        self._pairs: object | None = None
         self._loaders: dict[str, DataLoader] = {}
         self._train_state: dict | None = None  # a resumed run's data position, applied to the loader
 
@@ -463,7 +467,39 @@ class ElixirDataModule(L.LightningDataModule):
             self.meta = tokenized.read_meta(self.data_dir)
             return
         self.meta = ensure_prepared(self.data_dir, self.recipe, overwrite=self.overwrite)
+        if self.contrastive is not None:
+            self.prepare_pairs(overwrite=self.overwrite)
         self.overwrite = False  # prepared once per run, not again at every trainer stage
+
+    def train_records(self) -> list[dict]:
+        """The corpus records of the training split (what contrastive anchors are drawn from)."""
+        from elixir_coder.corpus.prepare import _split_of, load_records
+
+        rec = self.recipe
+        return [r for i, r in enumerate(load_records(rec)) if _split_of(r, i, rec["seed"], rec["val_fraction"]) == "train"]
+
+    def prepare_pairs(self, overwrite: bool = False) -> None:
+        from elixir_coder.training.contrastive import prepare_pairs
+
+        c = self.contrastive
+        if overwrite or not (Path(c["pairs_path"]).is_file() and Path(c["security_path"]).is_file()):
+            prepare_pairs(self.train_records(), c["pairs_path"], c["security_path"], self.seed, c["variants"], c["max_anchors"])
+
+    def pairs_loader(self):
+        from tokenizers import Tokenizer
+
+        from elixir_coder.training.contrastive import PairLoader, batch_sampler, read_pairs
+
+        if self._pairs is None:
+            c, meta = self.contrastive, self.meta or tokenized.read_meta(self.data_dir)
+            pairs = read_pairs(c["pairs_path"]) + read_pairs(c["security_path"])
+            special = meta["special_tokens"]
+            self._pairs = PairLoader(
+                batch_sampler(pairs, c["anchors_per_batch"], c["negatives_per_anchor"], self.seed),
+                Tokenizer.from_file(str(self.data_dir / meta["tokenizer"])), special["<bos>"], special["<task:quality>"],
+                special["<eos>"], special["<pad>"], c.get("max_len") or self.max_len,
+            )
+        return self._pairs
 
     @property
     def vocab_size(self) -> int:
@@ -532,6 +568,8 @@ class ElixirDataModule(L.LightningDataModule):
                 self.loader("train")
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if "main" in batch:  # main stream + contrastive pairs
+            return {**batch, "main": self.on_before_batch_transfer(batch["main"], dataloader_idx)}
         # Real tokens counted on the host, before the copy: throughput logging needs no device sync.
         if self.trainer is not None and self.trainer.training and "train" in self._loaders:
             self._loaders["train"].position += 1
@@ -540,9 +578,13 @@ class ElixirDataModule(L.LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if "main" in batch:
+            return {**batch, "main": expand_batch(batch["main"])}
         return expand_batch(batch)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self):
+        if self.contrastive is not None:  # Lightning combines these (max_size_cycle): pairs cycle
+            return {"main": self.loader("train"), "pairs": self.pairs_loader()}
         return self.loader("train")
 
     def val_dataloader(self) -> DataLoader:

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from elixir_coder.training.checkpoint import KEY, read, resolve_ckpt_path, run_dir_of
 
 from elixir_coder.training.data import ElixirDataModule
+from elixir_coder.training.contrastive import RuleTiers
 from elixir_coder.training.curriculum import Curriculum
 from elixir_coder.training.logging import TensorBoardExtras
 from elixir_coder.training.loss import GradNorm, GradNormWeighting
@@ -119,6 +120,7 @@ def init(cfg: DictConfig) -> Loop:
         label_smoothing=cfg.loss.label_smoothing,
         max_nonfinite_steps=cfg.max_nonfinite_steps,
         config_yaml=config_yaml(cfg),
+        contrastive=OmegaConf.to_container(cfg.contrastive, resolve=True),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     for cb in callbacks:
@@ -126,6 +128,8 @@ def init(cfg: DictConfig) -> Loop:
             cb.config_yaml, cb.hparams = module.config_yaml, flat_hparams(cfg)
     if isinstance(weighting, GradNormWeighting):
         callbacks.append(GradNorm())
+    if cfg.use_contrastive:
+        callbacks.append(RuleTiers(max(1, round(cfg.contrastive.epochs_per_tier * cfg.epoch_scale))))
     if cfg.curriculum.get("phases"):
         callbacks.append(Curriculum(
             OmegaConf.to_container(cfg.curriculum.phases), cfg.curriculum.ramp_epochs, cfg.curriculum.ramp_start,

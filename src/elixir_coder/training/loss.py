@@ -16,6 +16,7 @@ Four ways to weight the tasks, one per ``loss=`` option:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import lightning as L
@@ -327,3 +328,33 @@ class GradNorm(L.Callback):
         current = weighting.current.clone()
         current[active] = new * current[active].sum() / len(new)  # keep the inactive tasks' share
         weighting.current.copy_(current / current.sum() * T)
+
+
+class ContrastiveBeta:
+    """Spec 4.3.7.5: beta (the contrastive share of the loss) follows a validation quality metric.
+
+    After each validation: beta <- clip(beta * exp(gain * (target - metric)), beta_min, beta_max).
+    While the quality classifier's metric (default ``val/quality/f1``) is below ``target``, beta
+    grows, pushing clean and violating code further apart in embedding space; once the metric
+    passes the target, beta shrinks back and the primary objectives get the capacity. No metric
+    (the quality task not active yet): beta stays where it is.
+    """
+
+    def __init__(self, beta: float = 0.3, beta_min: float = 0.05, beta_max: float = 1.0, target: float = 0.8,
+                 gain: float = 0.5, metric: str = "val/quality/f1"):
+        if not beta_min <= beta <= beta_max:
+            raise ValueError(f"contrastive.beta={beta} must lie in [beta_min={beta_min}, beta_max={beta_max}]")
+        self.beta, self.beta_min, self.beta_max = beta, beta_min, beta_max
+        self.target, self.gain, self.metric = target, gain, metric
+
+    def update(self, metrics: Mapping[str, float | torch.Tensor]) -> float:
+        if self.metric in metrics:
+            value = float(metrics[self.metric])
+            self.beta = min(self.beta_max, max(self.beta_min, self.beta * math.exp(self.gain * (self.target - value))))
+        return self.beta
+
+    def state_dict(self) -> dict:
+        return {"beta": self.beta}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.beta = float(state["beta"])

@@ -22,7 +22,15 @@ from elixir_coder.model.heads import TaskHeads, pool
 from elixir_coder.training.checkpoint import FORMAT_VERSION, KEY, check_architecture
 from elixir_coder.training import metrics
 from elixir_coder.training.metrics import Throughput
-from elixir_coder.training.loss import IGNORE_INDEX, TaskWeighting, cross_entropy, multi_label_bce
+from elixir_coder.training.loss import (
+    IGNORE_INDEX,
+    ContrastiveBeta,
+    TaskWeighting,
+    contrastive_multi_task,
+    cross_entropy,
+    info_nce,
+    multi_label_bce,
+)
 from elixir_coder.training.optimizer import clip_gradients
 
 class NonFiniteLossError(ElixirCoderError):
@@ -44,6 +52,7 @@ class ElixirCoderModule(L.LightningModule):
         projection_dim: int = 128,
         max_nonfinite_steps: int = 10,
         config_yaml: str = "",
+        contrastive: dict | None = None,
     ):
         super().__init__()
         self.model = model
@@ -78,6 +87,12 @@ class ElixirCoderModule(L.LightningModule):
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.config_yaml = config_yaml  # saved in every checkpoint, for resume checks and provenance
+        # InfoNCE on clean/violating pairs beside the primary objectives (use_contrastive=true).
+        self.contrastive = dict(contrastive) if contrastive and contrastive.get("enabled") else None
+        self.beta = None
+        if self.contrastive is not None:
+            c = self.contrastive
+            self.beta = ContrastiveBeta(c["beta"], c["beta_min"], c["beta_max"], c["beta_target"], c["beta_gain"], c["beta_metric"])
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # Masked-LM batches (a curriculum phase) attend in both directions.
@@ -134,10 +149,36 @@ class ElixirCoderModule(L.LightningModule):
     def on_train_start(self) -> None:
         self.throughput.reset()
 
+    def contrastive_loss(self, pairs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """InfoNCE between anchors, their positives and their negatives (rows laid out by
+        ``PairBatches.tensors``), on the projection of each row's pooled representation;
+        also the share of anchors closer to their positive than to every negative."""
+        seg = pairs["segment_ids"]
+        hidden = self.model(pairs["input_ids"], position_ids=pairs["position_ids"], segment_ids=seg)
+        rows = torch.arange(seg.shape[0], device=seg.device)[:, None].expand_as(seg)
+        z = self.heads.projection(pool(hidden, torch.where(seg > 0, rows, -1), seg.shape[0]))
+        a_n, m = pairs["n_anchors"], pairs["n_negatives"]
+        anchors, positives, negatives = z[:a_n], z[a_n : 2 * a_n], z[2 * a_n :].view(a_n, m, -1)
+        c = self.contrastive
+        loss = info_nce(anchors, positives, negatives, c["temperature"], c["in_batch_negatives"])
+        with torch.no_grad():
+            a = torch.nn.functional.normalize(anchors, dim=-1)
+            pos = (a * torch.nn.functional.normalize(positives, dim=-1)).sum(-1)
+            neg = torch.einsum("nd,nmd->nm", a, torch.nn.functional.normalize(negatives, dim=-1)).amax(-1)
+        return loss, (pos > neg).float().mean()
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        pairs = None
+        if "main" in batch:
+            pairs, batch = batch.get("pairs"), batch["main"]
         outputs = self.task_outputs(batch)
         losses = self.task_losses(outputs)
         total, weights = self.weighting.combine(losses, self.task_scale)
+        if pairs is not None and self.contrastive is not None:
+            c_loss, c_acc = self.contrastive_loss(pairs)
+            total = contrastive_multi_task(total, c_loss, self.contrastive["alpha"], self.beta.beta)
+            self.log_dict({"train/contrastive/loss": c_loss, "train/contrastive/accuracy": c_acc,
+                           "train/contrastive/beta": self.beta.beta}, batch_size=pairs["n_anchors"])
         if not torch.isfinite(total):
             return self.skip_nonfinite(losses)
         self.nonfinite_in_a_row = 0
@@ -194,6 +235,11 @@ class ElixirCoderModule(L.LightningModule):
                 self.val_means[f"{t}__token_acc"].update(acc, weight=count)
 
     def on_validation_epoch_end(self) -> None:
+        self._log_validation()
+        if self.beta is not None and not self.trainer.sanity_checking:
+            self.beta.update(self.trainer.callback_metrics)
+
+    def _log_validation(self) -> None:
         for name, metric in self.val_means.items():
             if metric.update_count:
                 value = metric.compute()
@@ -218,6 +264,7 @@ class ElixirCoderModule(L.LightningModule):
             "rng": {"torch": torch.get_rng_state()},
             "task_scale": dict(self.task_scale),
             "nonfinite_total": self.nonfinite_total,
+            "contrastive_beta": self.beta.state_dict() if self.beta is not None else None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -227,6 +274,8 @@ class ElixirCoderModule(L.LightningModule):
             torch.set_rng_state(ours["rng"]["torch"])
         self.task_scale.update(ours.get("task_scale", {}))
         self.nonfinite_total = ours.get("nonfinite_total", 0)
+        if self.beta is not None and ours.get("contrastive_beta"):
+            self.beta.load_state_dict(ours["contrastive_beta"])
 
     # -- optimisation ------------------------------------------------------------------------
 
