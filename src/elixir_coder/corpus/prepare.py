@@ -59,9 +59,11 @@ def load_records(rec: dict) -> list[dict]:
         return ingest_source_dir(source["path"])
     from elixir_coder.corpus.demo import generate_modules, generate_records
     from elixir_coder.corpus.demo.labelled import labelled_records
+    from elixir_coder.corpus.demo.routers import routers
 
-    records = generate_records(rec["seed"], source["modules"])
-    records += labelled_records(generate_modules(rec["seed"], source["modules"]), rec["seed"])
+    modules = generate_modules(rec["seed"], source["modules"])
+    records = generate_records(rec["seed"], source["modules"]) + routers(modules)
+    records += labelled_records(modules, rec["seed"])
     return [validate_record(r, f"demo record {i}") for i, r in enumerate(records)]
 
 

@@ -1743,7 +1743,8 @@ def batch_sampler(pairs: list[dict], batch_size: int = 4, negatives: int = 3, se
 
 
 def clean_sources(records: list[dict], limit: int | None = None) -> list[tuple[str, str]]:
-    """Whole-module code_generation records (prompt ""), one per source file, in corpus order."""
+    """Whole-module code_generation records (prompt ""), one per source file; with ``limit``,
+    that many spread evenly over the corpus so every kind of module is represented."""
     seen, out = set(), []
     for r in records:
         if r["task"] == "code_generation" and not r.get("prompt") and "defmodule" in r["completion"]:
@@ -1751,7 +1752,9 @@ def clean_sources(records: list[dict], limit: int | None = None) -> list[tuple[s
             if source not in seen:
                 seen.add(source)
                 out.append((source, r["completion"]))
-    return out[:limit] if limit else out
+    if limit and len(out) > limit:
+        out = [out[i * len(out) // limit] for i in range(limit)]
+    return out
 
 
 def prepare_pairs(records: list[dict], quality_path, security_path, seed: int = 0, variants: int = 1,

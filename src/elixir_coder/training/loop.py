@@ -154,8 +154,7 @@ def step_fn(module: ElixirCoderModule, batch: dict, optimizer: torch.optim.Optim
     """Spec 4.5.2: one step outside the Trainer (forward, loss, backward, update); returns the loss."""
     module.train()
     optimizer.zero_grad(set_to_none=True)
-    losses = module.task_losses(module.task_outputs(batch))
-    loss, _ = module.weighting.combine(losses, module.task_scale)
+    loss = module.training_loss(batch)[0]
     loss.backward()
     optimizer.step()
     return loss.detach()

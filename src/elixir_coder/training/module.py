@@ -167,18 +167,28 @@ class ElixirCoderModule(L.LightningModule):
             neg = torch.einsum("nd,nmd->nm", a, torch.nn.functional.normalize(negatives, dim=-1)).amax(-1)
         return loss, (pos > neg).float().mean()
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict, dict, dict]:
+        """The step's total loss and its parts: per-task outputs, losses, weights, and the
+        contrastive figures (empty unless use_contrastive and a pair batch rides along)."""
         pairs = None
         if "main" in batch:
             pairs, batch = batch.get("pairs"), batch["main"]
         outputs = self.task_outputs(batch)
         losses = self.task_losses(outputs)
         total, weights = self.weighting.combine(losses, self.task_scale)
+        extra = {}
         if pairs is not None and self.contrastive is not None:
             c_loss, c_acc = self.contrastive_loss(pairs)
             total = contrastive_multi_task(total, c_loss, self.contrastive["alpha"], self.beta.beta)
-            self.log_dict({"train/contrastive/loss": c_loss, "train/contrastive/accuracy": c_acc,
-                           "train/contrastive/beta": self.beta.beta}, batch_size=pairs["n_anchors"])
+            extra = {"train/contrastive/loss": c_loss, "train/contrastive/accuracy": c_acc,
+                     "train/contrastive/beta": self.beta.beta}
+        return total, outputs, losses, weights, extra
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        total, outputs, losses, weights, extra = self.training_loss(batch)
+        batch = batch.get("main", batch)
+        if extra:
+            self.log_dict(extra, batch_size=batch["input_ids"].shape[0])
         if not torch.isfinite(total):
             return self.skip_nonfinite(losses)
         self.nonfinite_in_a_row = 0
