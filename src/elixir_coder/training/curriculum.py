@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 
 import lightning as L
 
+from elixir_coder.errors import ElixirCoderError
 from elixir_coder.labels import QUALITY_LABELS, QUALITY_TIERS, SECURITY_LABELS, TASKS, quality_tier
 
 log = logging.getLogger("elixir_coder")
 
 OBJECTIVES = ("clm", "mlm")
+
+
+class CurriculumError(ElixirCoderError, ValueError):
+    """A curriculum config that does not describe a valid sequence of phases."""
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,14 @@ def make_phases(specs: Sequence[Mapping], epoch_scale: float = 1.0) -> list[Phas
                     tuple(s.get("rule_tiers", (1, 2, 3, 4)))) for s, first, last in zip(specs, firsts, lasts)]
     empty = [p.name for p in phases if p.last_epoch is not None and p.last_epoch < p.first_epoch]
     if empty:
-        raise ValueError(f"curriculum phase {empty[0]!r} has no epochs at epoch_scale={epoch_scale}")
+        raise CurriculumError(f"curriculum phase {empty[0]!r} has no epochs at epoch_scale={epoch_scale}; raise epoch_scale")
     if not phases or phases[0].first_epoch != 1:
-        raise ValueError("curriculum.phases must start at epoch 1")
+        raise CurriculumError("curriculum.phases must start at epoch 1")
     for a, b in zip(phases, phases[1:]):
         if a.last_epoch is None or b.first_epoch != a.last_epoch + 1:
-            raise ValueError(f"curriculum phases {a.name!r} and {b.name!r} must be consecutive")
+            raise CurriculumError(f"curriculum.phases {a.name!r} and {b.name!r} must be consecutive (last_epoch + 1 = first_epoch)")
     if phases[-1].last_epoch is not None:
-        raise ValueError("the last curriculum phase must be open-ended (last_epoch: null)")
+        raise CurriculumError("the last of curriculum.phases must be open-ended (last_epoch: null)")
     return phases
 
 

@@ -301,7 +301,7 @@ class GradNorm(L.Callback):
         losses = pl_module.last_task_losses
         shared = pl_module.model.last_shared_layer.weight
         T = len(weighting.tasks)
-        norms = torch.zeros(T, device=shared.device)
+        grads = torch.zeros(T, shared.numel(), device=shared.device)
         values = torch.zeros(T, device=shared.device)
         present = torch.zeros(T, device=shared.device)
         for task, task_loss in losses.items():
@@ -309,13 +309,17 @@ class GradNorm(L.Callback):
                 continue
             i = weighting.index(task)
             (grad,) = torch.autograd.grad(task_loss, shared, retain_graph=True, allow_unused=True)
-            norms[i] = grad.norm() if grad is not None else 0.0
+            if grad is not None:
+                grads[i] = grad.reshape(-1)
             values[i] = task_loss.detach()
             present[i] = 1.0
-        stacked = trainer.strategy.reduce(torch.stack([norms, values, present]), reduce_op="sum")
-        count = stacked[2]
-        active = count > 0
-        norms, values = stacked[0] / count.clamp(min=1), stacked[1] / count.clamp(min=1)
+        # Each rank's loss is its share of the global mean, so the global gradient (and loss) of a
+        # task is the sum over ranks divided by the world size; norms are taken after that.
+        world = trainer.world_size
+        grads = trainer.strategy.reduce(grads, reduce_op="sum") / world
+        values = trainer.strategy.reduce(values, reduce_op="sum") / world
+        active = trainer.strategy.reduce(present, reduce_op="sum") > 0
+        norms = grads.norm(dim=1)
         fresh = active & ~weighting.has_initial
         weighting.initial_losses[fresh] = values[fresh]
         weighting.has_initial |= fresh

@@ -129,10 +129,43 @@ class ElixirCoderModule(L.LightningModule):
 
     def task_losses(self, outputs: dict) -> dict[str, torch.Tensor]:
         mask = self.label_mask or {}
-        return {
+        losses = {
             t: multi_label_bce(p, y, mask.get(t)) if t in CLASSIFICATION_TASKS else cross_entropy(p, y, self.label_smoothing)
             for t, (p, y) in outputs.items()
         }
+        if self.training and self._world_size() > 1:
+            losses = self._normalise_across_ranks(losses, outputs)
+        return losses
+
+    def _world_size(self) -> int:
+        return self._trainer.world_size if self._trainer is not None else 1
+
+    def _task_vector(self, values: dict[str, torch.Tensor | float]) -> torch.Tensor:
+        vec = torch.zeros(len(TASKS), device=self.device)
+        for t, v in values.items():
+            vec[TASKS.index(t)] = v
+        return vec
+
+    def _normalise_across_ranks(self, losses: dict, outputs: dict) -> dict[str, torch.Tensor]:
+        """Under DDP each rank's mean becomes its share of the *global* mean (its sum divided by
+        the global count / world size), so the averaged gradient equals a single process's on
+        the same global batch even when ranks hold different numbers of target tokens."""
+        counts = self._task_vector({t: float(y.shape[0]) for t, (_, y) in outputs.items()})
+        total = self.trainer.strategy.reduce(counts.clone(), reduce_op="sum")
+        world = self._world_size()
+        return {t: loss * counts[TASKS.index(t)] * world / total[TASKS.index(t)].clamp(min=1) for t, loss in losses.items()}
+
+    def _mean_across_ranks(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Detached per-task losses of the whole global batch, identical on every rank. Each
+        rank's loss is already its share of the global mean (``_normalise_across_ranks``), so
+        the global value is their sum over ranks divided by the world size."""
+        world = self._world_size()
+        if world == 1:
+            return {t: v.detach() for t, v in losses.items()}
+        both = torch.stack([self._task_vector({t: v.detach() for t, v in losses.items()}),
+                            self._task_vector({t: 1.0 for t in losses})])
+        both = self.trainer.strategy.reduce(both, reduce_op="sum")
+        return {TASKS[i]: both[0, i] / world for i in range(len(TASKS)) if both[1, i] > 0}
 
     def lm_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss, token accuracy and target count of the generation tasks alone (unweighted)."""
@@ -192,7 +225,7 @@ class ElixirCoderModule(L.LightningModule):
         if not torch.isfinite(total):
             return self.skip_nonfinite(losses)
         self.nonfinite_in_a_row = 0
-        self.weighting.observe({t: v.detach() for t, v in losses.items()})
+        self.weighting.observe(self._mean_across_ranks(losses))
         self.last_task_losses = losses  # with their graphs, for the GradNorm callback
         n = batch["input_ids"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=n)
