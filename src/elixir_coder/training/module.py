@@ -113,12 +113,16 @@ class ElixirCoderModule(L.LightningModule):
         generation = [t for t in present if t not in CLASSIFICATION_TASKS]
         if generation:
             target = batch["labels"] != IGNORE_INDEX
-            token_task = batch["task"][batch["sample_index"].clamp(min=0)][target]
             logits = self.model.lm_logits(hidden[target])
             labels = batch["labels"][target]
-            for t in generation:
-                m = token_task == TASKS.index(t)
-                outputs[t] = (logits[m], labels[m])
+            token_task = batch["task"][batch["sample_index"][target]]
+            in_batch = [TASKS[i] for i in batch["tasks_present"] if TASKS[i] not in CLASSIFICATION_TASKS]
+            if in_batch == generation and len(generation) == 1:  # one task: no split, no copy of the logits
+                outputs[generation[0]] = (logits, labels)
+            else:
+                for t in generation:
+                    m = token_task == TASKS.index(t)
+                    outputs[t] = (logits[m], labels[m])
         classification = [t for t in present if t in CLASSIFICATION_TASKS]
         if classification:
             pooled = pool(hidden, batch["sample_index"], batch["task"].numel())
