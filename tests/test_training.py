@@ -82,3 +82,20 @@ def test_elixir_train_end_to_end(tmp_path, tiny_corpus):
     line = next(line for line in out.stdout.splitlines() + out.stderr.splitlines() if "before training ->" in line)
     first, last = [float(tok) for tok in line.split() if tok.replace(".", "").isdigit()][:2]
     assert last < 0.8 * first
+
+
+def test_cluster_presets_compose():
+    """The SLURM launcher preset (hydra-submitit-launcher) and the Optuna sweeper preset resolve."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from elixir_coder.config import conf_dir
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=8", "trainer.num_nodes=2",
+                                           "hparams_search=loss_weights"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 8, 8)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.n_trials == 20
+    assert OmegaConf.select(cfg, "trainer.strategy._target_").endswith("DDPStrategy")
