@@ -1,9 +1,10 @@
-"""Throughput of ElixirParser.parse_many against one `elixir -e` process per snippet.
+"""Contrastive data throughput: the Elixir parser bridge (ElixirParser.parse_many) against one
+`elixir -e` process per snippet, and valid pairs/s of pair generation on the demo corpus.
 
-The per-snippet baseline is what a naive checker would do; it pays the BEAM
-start-up for every snippet, which is why the long-lived server exists.
+The per-snippet baseline is what a naive checker would do; it pays the BEAM start-up for every
+snippet, which is why the long-lived server exists.
 
-Usage: python bench/parser_throughput.py [--snippets 1000] [--baseline 10]
+Usage: python bench/pairs.py [--snippets 1000] [--baseline 10] [--anchors 32]
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from elixir_coder.corpus.parser import ElixirParser  # noqa: E402
+from elixir_coder.corpus.parser import ElixirParser
 
 BASELINE_SCRIPT = "IO.read(:stdio, :eof) |> Code.string_to_quoted() |> elem(0) |> IO.puts()"
 
@@ -126,6 +125,7 @@ def main() -> None:
     parser.add_argument("--snippets", type=int, default=1000)
     parser.add_argument("--baseline", type=int, default=10, help="snippets for the per-process baseline")
     parser.add_argument("--rounds", type=int, default=3, help="parse_many rounds; the best is reported")
+    parser.add_argument("--anchors", type=int, default=32, help="clean demo modules for the pair generation rate")
     args = parser.parse_args()
 
     executable = shutil.which("elixir")
@@ -154,6 +154,18 @@ def main() -> None:
     base = baseline_rate(executable, snippets[: args.baseline])
     print(f"baseline (one `elixir -e` per snippet, {args.baseline} snippets): {base:,.1f} snippets/s")
     print(f"speed-up: {best / base:,.0f}x")
+
+    # Valid pairs/s as `elixir-data pairs` makes them: inject, re-draw, parse, detect.
+    from elixir_coder.corpus.demo import generate_records
+    from elixir_coder.training.contrastive import clean_sources, generate_pairs, security_pairs
+
+    sources = clean_sources(generate_records(0, 320), args.anchors)
+    start = time.perf_counter()
+    quality = generate_pairs(sources, seed=0, variants=1)
+    security = security_pairs(sources, seed=0, variants=1)
+    elapsed = time.perf_counter() - start
+    print(f"pairs: {len(quality) + len(security)} valid pairs from {len(sources)} modules in {elapsed:.1f} s = "
+          f"{(len(quality) + len(security)) / elapsed:,.0f} pairs/s")
 
 
 if __name__ == "__main__":
