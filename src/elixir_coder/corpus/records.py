@@ -46,21 +46,24 @@ def validate_record(record: object, where: str) -> dict:
     return record
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read and validate every line; the first bad line raises with ``file:line``."""
+def iter_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[str, object]]:
+    """``(file:line, object)`` for every non-blank line; a malformed line raises naming both."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file (data.jsonl)")
-    records = []
+        raise DataError(f"{path}: no such {what}")
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                yield f"{path}:{lineno}", json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from exc
-            records.append(validate_record(obj, f"{path}:{lineno}"))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read and validate every line; the first bad line raises with ``file:line``."""
+    records = [validate_record(obj, where) for where, obj in iter_jsonl(path, "file (data.jsonl)")]
     if not records:
         raise DataError(f"{path}: no records")
     return records

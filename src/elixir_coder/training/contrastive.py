@@ -1773,22 +1773,14 @@ def prepare_pairs(records: list[dict], quality_path, security_path, seed: int = 
 
 
 def read_pairs(path) -> list[dict]:
-    import json
     from pathlib import Path
 
+    from elixir_coder.corpus.records import iter_jsonl
     from elixir_coder.errors import DataError
 
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise DataError(f"{path}: no contrastive pairs; run `elixir-data pairs` (training with use_contrastive=true does it)")
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from exc
-    return out
+    return [obj for _, obj in iter_jsonl(path)]
 
 
 class PairLoader:
