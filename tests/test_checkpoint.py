@@ -198,7 +198,8 @@ def _train(args, run_dir, cwd, kill_at_step=None, env=None):
             return steps and max(steps) >= kill_at_step
 
         while not reached():
-            assert proc.poll() is None and time.time() < deadline, "run ended before the kill"
+            if proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"run ended before the kill (exit {proc.poll()}): {proc.stderr.read()[-2000:]}")
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=600)

@@ -188,6 +188,7 @@ def test_flops_per_token(model):
 @pytest.mark.parametrize("name, d_model, n_layers", [("tiny", 128, 4), ("small", 512, 8), ("base", 768, 12)])
 def test_configs_instantiate_in_struct_mode(name, d_model, n_layers):
     cfg = OmegaConf.load(conf_dir() / "model" / f"{name}.yaml")
+    assert cfg.pop("compile") is False  # read by the training loop, not a constructor argument
     OmegaConf.set_struct(cfg, True)
     # The bigger models are built on the meta device: same modules and shapes, no memory or init time.
     with torch.device("cpu" if name == "tiny" else "meta"):

@@ -1,41 +1,65 @@
-"""Monitor (spec 4.7.4): events to handlers, failing handlers isolated, JSONL log, Prometheus."""
+"""Monitor (spec 4.7.4): events to handlers, failing handlers isolated, thread safety, JSONL log,
+Prometheus endpoint on loopback, and the callback inside a real Lightning run."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import urllib.request
-from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
+import torch
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader, TensorDataset
 
-from elixir_coder.training import loop as training_loop
 from elixir_coder.training.monitor import EVENTS, Monitor, MonitorCallback
 
 
-def test_events_reach_attached_handlers_with_their_payload():
-    monitor = Monitor.start_link()
+@pytest.fixture
+def monitor():
+    m = Monitor.start_link()
+    yield m
+    m.close()
+
+
+def test_each_event_reaches_an_attached_handler_with_its_payload(monitor):
     seen = []
     monitor.attach("all", None, lambda name, m, meta: seen.append((name, m, meta)))
-    monitor.attach("steps", ["step"], lambda name, m, meta: seen.append(("steps-only", m)))
-    monitor.emit("step", {"global_step": 3, "train/loss": 1.5}, {"rank": 0})
-    monitor.emit("phase", {}, {"phase": "annotation"})
-    assert seen[0] == (("elixir_coder", "train", "step"), {"global_step": 3, "train/loss": 1.5}, {"rank": 0})
-    assert seen[1] == ("steps-only", {"global_step": 3, "train/loss": 1.5})
-    assert seen[2][0] == ("elixir_coder", "train", "phase") and len(seen) == 3
-    monitor.detach("all")
-    monitor.emit("stop", {})
-    assert len(seen) == 3
+    for i, event in enumerate(EVENTS):
+        monitor.emit(event, {"global_step": i, "value": torch.tensor(0.5)}, {"n": np.int64(i), "event": event})
+    assert [s[0] for s in seen] == [("elixir_coder", "train", e) for e in EVENTS]
+    for i, (_, measurements, metadata) in enumerate(seen):
+        assert measurements == {"global_step": i, "value": 0.5} and type(measurements["value"]) is float
+        assert metadata == {"n": i, "event": EVENTS[i]}
     state = monitor.snapshot()
-    assert state["step"] == 3 and state["phase"] == "annotation" and state["status"] == "stopped"
+    assert state["events"] == dict.fromkeys(EVENTS, 1) and state["status"] == "failed"  # exception came last
+    assert state["step"] == len(EVENTS) - 1 and state["metrics"]["value"] == 0.5
+
+
+def test_filtering_by_event_and_detach(monitor):
+    steps, phases = [], []
+    monitor.attach("steps", ["step"], lambda name, m, meta: steps.append(m["global_step"]))
+    monitor.attach("phases", ("phase",), lambda name, m, meta: phases.append(meta["phase"]))
+    monitor.emit("step", {"global_step": 1})
+    monitor.emit("phase", {}, {"phase": "annotation"})
+    monitor.emit("epoch", {"epoch": 1})
+    assert steps == [1] and phases == ["annotation"]
+    assert monitor.detach("steps") is True and monitor.detach("steps") is False
+    monitor.emit("step", {"global_step": 2})
+    assert steps == [1] and monitor.handlers() == ["phases"]
+    state = monitor.snapshot()
+    assert state["step"] == 2 and state["epoch"] == 1 and state["phase"] == "annotation"
     with pytest.raises(ValueError, match="unknown monitor event 'stp'"):
         monitor.attach("x", ["stp"], print)
+    with pytest.raises(ValueError, match="unknown monitor event 'stp'"):
+        monitor.emit("stp", {})
 
 
-def test_a_raising_handler_is_detached_and_reported(caplog):
-    monitor = Monitor.start_link()
+def test_a_raising_handler_is_detached_and_reported_once(monitor, caplog):
     calls = []
 
     def broken(*_):
@@ -46,28 +70,42 @@ def test_a_raising_handler_is_detached_and_reported(caplog):
     with caplog.at_level(logging.WARNING, logger="elixir_coder"):
         monitor.emit("step", {"global_step": 1})
         monitor.emit("step", {"global_step": 2})
-    assert len(calls) == 2
-    warnings = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
-    assert len(warnings) == 1 and "dashboard down" in warnings[0] and "detached" in warnings[0]
+    assert len(calls) == 2 and monitor.handlers() == ["fine"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "'broken'" in warnings[0] and "RuntimeError" in warnings[0] and "dashboard down" in warnings[0]
 
 
-def test_emit_is_thread_safe():
-    monitor = Monitor.start_link()
-    threads = [threading.Thread(target=lambda: [monitor.emit("step", {"train/loss": 1.0}) for _ in range(500)]) for _ in range(8)]
+def test_emit_is_thread_safe(monitor):
+    seen = []
+    monitor.attach("count", ["step"], lambda name, m, meta: seen.append(1))
+
+    def work():
+        for i in range(500):
+            monitor.emit("step", {"global_step": i, "train/loss": 1.0})
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert monitor.snapshot()["events"]["step"] == 4000
+    assert monitor.snapshot()["events"]["step"] == 4000 and len(seen) == 4000
 
 
-def test_jsonl_log_has_one_line_per_event(tmp_path):
-    monitor = Monitor.start_link(event_log=str(tmp_path / "events.jsonl"))
-    for event in EVENTS:
-        monitor.emit(event, {"global_step": 1})
+def test_jsonl_log_has_one_parseable_line_per_event(tmp_path):
+    path = tmp_path / "run" / "events.jsonl"
+    monitor = Monitor.start_link(event_log=str(path))
+    for i, event in enumerate(EVENTS):
+        monitor.emit(event, {"global_step": i, "train/loss": torch.tensor(1.25), "x": np.float32(0.5)}, {"rank": 0})
+    # Flushed per line: readable before close, as `tail -f` would read it.
+    assert len(path.read_text().splitlines()) == len(EVENTS)
+    monitor.emit("step", {"train/loss": math.nan})
     monitor.close()
-    lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert [line["event"] for line in lines] == list(EVENTS)
+    lines = [json.loads(line, parse_constant=pytest.fail) for line in path.read_text().splitlines()]
+    assert [line["event"] for line in lines] == [*EVENTS, "step"]
+    assert lines[0]["measurements"] == {"global_step": 0, "train/loss": 1.25, "x": 0.5}
+    assert lines[0]["metadata"] == {"rank": 0} and isinstance(lines[0]["time"], float)
+    assert lines[-1]["measurements"]["train/loss"] == "NaN"  # strict JSON, still visible
 
 
 def scrape(port: int) -> str:
@@ -75,40 +113,140 @@ def scrape(port: int) -> str:
         return response.read().decode()
 
 
-def test_prometheus_endpoint_on_loopback():
+def test_prometheus_endpoint_on_loopback_and_closed_by_close():
     monitor = Monitor.start_link(prometheus_port=0)
+    other = Monitor.start_link(prometheus_port=0)  # own registries: no clash between monitors
     try:
+        port = monitor.prometheus_port
+        assert port > 0 and port != other.prometheus_port
         assert monitor._server.server_address[0] == "127.0.0.1"
-        monitor.emit("step", {"global_step": 7, "epoch": 1, "train/loss": 0.25, "train/quality/loss": 0.5})
-        text = scrape(monitor.prometheus_port)
-        assert "elixir_coder_train_step 7.0" in text and "elixir_coder_train_loss 0.25" in text
+        for step in range(1, 8):
+            monitor.emit("step", {"global_step": step, "epoch": 1, "train/loss": 1 / step, "train/quality/loss": 0.5,
+                                  "train/tokens_per_s": 1000.0})
+        monitor.emit("validation", {"val/loss": 0.75})
+        text = scrape(port)
+        assert "elixir_coder_train_step 7.0" in text and f"elixir_coder_train_loss {1 / 7}" in text
+        assert "elixir_coder_train_epoch 1.0" in text and "elixir_coder_val_loss 0.75" in text
         assert 'elixir_coder_task_loss{task="quality"} 0.5' in text
+        assert "elixir_coder_tokens_per_second 1000.0" in text
+        assert 'elixir_coder_events_total{event="step"} 7.0' in text
+        assert "elixir_coder_train_step 0.0" in scrape(other.prometheus_port)
     finally:
         monitor.close()
+        other.close()
     with pytest.raises(OSError):
-        scrape(monitor.prometheus_port)
+        scrape(port)
+    monitor.close()  # idempotent
 
 
-def test_monitor_inside_a_training_run(make_cfg):
-    """A raising handler is detached and training finishes; the endpoint answers during the run."""
-    cfg = make_cfg("trainer.max_epochs=2", "callbacks.monitor.prometheus_port=0", "callbacks.monitor.every_n_steps=1")
-    loop = training_loop.init(cfg)
-    callback = next(c for c in loop.trainer.callbacks if isinstance(c, MonitorCallback))
+class TinyModule(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
 
-    def fails_once(name, m, meta):
-        raise ValueError("boom")
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("train/loss", loss)
+        return loss
 
-    callback.handlers["fails"] = fails_once
-    scraped = []
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", torch.nn.functional.mse_loss(self.layer(x), y))
 
-    class Scrape(L.Callback):
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def _loader(self):
+        generator = torch.Generator().manual_seed(0)
+        data = TensorDataset(torch.randn(32, 4, generator=generator), torch.randn(32, 1, generator=generator))
+        return DataLoader(data, batch_size=4)
+
+    def train_dataloader(self):
+        return self._loader()
+
+    def val_dataloader(self):
+        return self._loader()
+
+
+def test_callback_in_a_real_lightning_run(tmp_path, caplog):
+    """A handler raising on the first step is detached and training finishes; the endpoint
+    answers during the run; every event kind lands in the log; the monitor is closed after."""
+    log_path = tmp_path / "events.jsonl"
+    calls = []
+
+    def fails_on_first_step(name, measurements, metadata):
+        calls.append(name[-1])
+        if name[-1] == "step":
+            raise RuntimeError("dashboard down")
+
+    scraped, phases = [], []
+
+    class During(L.Callback):
         def on_train_batch_end(self, trainer, module, *args):
             if trainer.global_step == 3:
                 scraped.append(scrape(module.monitor.prometheus_port))
+                module.monitor.emit("phase", {"epoch": trainer.current_epoch}, {"phase": "pretraining"})
+                phases.append(module.monitor.snapshot()["phase"])
 
-    loop.trainer.callbacks.append(Scrape())
-    loop.trainer.fit(loop.module, datamodule=loop.datamodule)
-    assert "elixir_coder_train_step 3.0" in scraped[0]
-    events = [json.loads(line)["event"] for line in (Path(cfg.paths.output_dir) / "events.jsonl").read_text().splitlines()]
-    assert {"start", "step", "epoch", "validation", "checkpoint", "stop"} <= set(events)
+    callback = MonitorCallback(event_log=str(log_path), prometheus_port=0, handlers={"fails": fails_on_first_step})
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=4, limit_val_batches=2, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        accelerator="cpu", devices=1, callbacks=[callback, During()])
+    module = TinyModule()
+    with caplog.at_level(logging.WARNING, logger="elixir_coder"):
+        trainer.fit(module)
+    assert trainer.global_step == 8
+    assert calls == ["start", "step"]  # detached after raising
+    assert sum("'fails'" in r.getMessage() and "dashboard down" in r.getMessage() for r in caplog.records) == 1
+
+    text = scraped[0]
+    assert "elixir_coder_train_step 3.0" in text and "elixir_coder_train_loss " in text
+    assert phases == ["pretraining"]
+
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    events = [line["event"] for line in lines]
     assert events[0] == "start" and events[-1] == "stop"
+    assert {"start", "step", "epoch", "validation", "phase", "stop"} <= set(events)
+    assert events.count("step") == 8 and events.count("epoch") == 2 and events.count("validation") == 2
+    assert lines[0]["metadata"] == {"max_epochs": 2, "world_size": 1}
+    steps = [line["measurements"] for line in lines if line["event"] == "step"]
+    assert [m["global_step"] for m in steps] == list(range(1, 9)) and all("train/loss" in m for m in steps)
+    validation = next(line["measurements"] for line in lines if line["event"] == "validation")
+    assert "val/loss" in validation and not any(k.startswith("train/") for k in validation)
+
+    assert callback.monitor is None  # closed on teardown: the port is free again
+    with pytest.raises(OSError):
+        scrape(module.monitor.prometheus_port)
+
+
+def test_callback_reports_an_exception_and_closes(tmp_path):
+    class Crashes(TinyModule):
+        def training_step(self, batch, batch_idx):
+            if self.global_step == 2:
+                raise RuntimeError("out of memory, say")
+            return super().training_step(batch, batch_idx)
+
+    log_path = tmp_path / "events.jsonl"
+    callback = MonitorCallback(event_log=str(log_path), prometheus_port=0, every_n_steps=2)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        accelerator="cpu", devices=1, callbacks=[callback])
+    module = Crashes()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.fit(module)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [line["event"] for line in lines] == ["start", "step", "exception"]
+    assert lines[-1]["metadata"] == {"type": "RuntimeError", "message": "out of memory, say"}
+    assert module.monitor.snapshot()["status"] == "failed" and callback.monitor is None
+    with pytest.raises(OSError):
+        scrape(module.monitor.prometheus_port)
+
+
+def test_default_config_wires_the_callback(make_cfg):
+    cfg = make_cfg("callbacks.monitor.prometheus_port=0")
+    callback = instantiate(cfg.callbacks.monitor)
+    assert isinstance(callback, MonitorCallback)
+    assert callback.opts["event_log"].endswith("events.jsonl") and callback.opts["prometheus_host"] == "127.0.0.1"
+    with pytest.raises(ValueError, match="every_n_steps"):
+        MonitorCallback(every_n_steps=0)

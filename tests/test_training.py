@@ -99,3 +99,24 @@ def test_cluster_presets_compose():
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 8, 8)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.n_trials == 20
     assert OmegaConf.select(cfg, "trainer.strategy._target_").endswith("DDPStrategy")
+
+
+@pytest.mark.slow
+def test_sweeps_leave_complete_job_folders(tmp_path, tiny_corpus):
+    """A grid over a loss weight and a 3-trial Optuna search both run to the end."""
+    fast = [f"data.jsonl={tiny_corpus}", "data.vocab_size=400", "data.max_len=64", "model.d_model=32", "model.n_layers=1",
+            "model.n_heads=2", "model.max_len=64", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+            "task=multitask", "~callbacks.progress_bar"]
+    grid = subprocess.run([sys.executable, "-m", "elixir_coder.cli.train", "-m", "loss.weights.quality=0.25,1.0", *fast,
+                           f"hydra.sweep.dir={tmp_path}/grid"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert grid.returncode == 0, grid.stderr[-2000:]
+    jobs = sorted(p for p in (tmp_path / "grid").iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1"]
+    for job in jobs:
+        assert (job / ".hydra" / "overrides.yaml").is_file() and (job / "checkpoints" / "last.ckpt").is_file()
+    optuna = subprocess.run([sys.executable, "-m", "elixir_coder.cli.train", "-m", "hparams_search=loss_weights",
+                             "hydra.sweeper.n_trials=3", *fast, f"hydra.sweep.dir={tmp_path}/optuna"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert optuna.returncode == 0, optuna.stderr[-2000:]
+    results = (tmp_path / "optuna" / "optimization_results.yaml").read_text()
+    assert "best_params" in results and "loss.weights.quality" in results

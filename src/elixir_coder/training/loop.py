@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from elixir_coder.model.compile import compile_model
 from elixir_coder.training.checkpoint import KEY, read, resolve_ckpt_path, run_dir_of
 
 from elixir_coder.training.data import ElixirDataModule
@@ -109,7 +110,8 @@ def init(cfg: DictConfig) -> Loop:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule: ElixirDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
-    model = instantiate(cfg.model, vocab_size=datamodule.vocab_size)
+    model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "compile"])
+    model = compile_model(instantiate(model_cfg, vocab_size=datamodule.vocab_size), cfg.model.get("compile", False))
     weighting = instantiate(cfg.loss.weighting)
     module = ElixirCoderModule(
         model=model,

@@ -5,16 +5,19 @@ The spec's GenServer + ``:telemetry`` become a thread-safe object: ``Monitor.sta
 it, ``emit`` updates the state and calls every handler attached to the event, the way
 ``:telemetry.execute`` does. No Python library offers that attach/detach model with failing
 handlers isolated from the training loop, hence this small class; the exporter itself is
-``prometheus_client``'s.
+``prometheus_client``'s, on a registry of its own.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -30,26 +33,69 @@ def event_name(event: str) -> tuple[str, str, str]:
     return ("elixir_coder", "train", event)
 
 
+def _check_event(event: str) -> None:
+    # A typo would otherwise reach no handler filtering on the right name, silently.
+    if event not in EVENTS:
+        raise ValueError(f"unknown monitor event {event!r}; events are {', '.join(EVENTS)}")
+
+
 def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1:
-        return value.item()
+    """Tensors and numpy scalars as Python numbers, containers recursively, the rest as text:
+    handlers and the log see the same plain values, and no tensor keeps a device alive."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [_plain(v) for v in value]
-    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+    size = getattr(value, "numel", None) or getattr(value, "size", None)
+    size = size() if callable(size) else size
+    if hasattr(value, "item") and size == 1:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    return str(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats as the strings ``NaN``/``Infinity``/``-Infinity``: a diverging loss
+    stays visible while every line remains strict JSON for ``jq`` and other tailing tools."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Monitor:
-    def __init__(self, event_log: str | None = None, prometheus_port: int | None = None,
+    """Live training state plus :telemetry-style events.
+
+    ``attach(handler_id, events, handler)`` registers ``handler(name, measurements, metadata)``
+    for some events (None: all); ``emit`` updates ``state`` under a lock, appends the event to
+    the log, then calls the handlers outside the lock (a slow dashboard never blocks another
+    thread's emit). A handler that raises is detached and reported once, never re-raised:
+    monitoring must not crash training.
+    """
+
+    def __init__(self, event_log: str | Path | None = None, prometheus_port: int | None = None,
                  prometheus_host: str = "127.0.0.1"):
         self._lock = threading.RLock()
         self._handlers: dict[str, tuple[frozenset[str] | None, Handler]] = {}
-        self.state: dict[str, Any] = {"status": "created", "epoch": 0, "step": 0, "phase": "", "metrics": {},
-                                      "events": {e: 0 for e in EVENTS}, "started_at": None, "updated_at": None}
-        self.event_log_path, self._log_file = event_log, None
+        self.state: dict[str, Any] = {
+            "status": "created", "epoch": 0, "step": 0, "phase": "", "metrics": {}, "tokens_per_s": None,
+            "last_event": None, "events": dict.fromkeys(EVENTS, 0), "started_at": None, "updated_at": None,
+        }
+        self.event_log_path = str(event_log) if event_log else None
         self.prometheus_host, self.prometheus_port = prometheus_host, prometheus_port
+        self._log_file = None
         self._server = None
+        self._thread: threading.Thread | None = None
         self._gauges: dict[str, Any] = {}
 
     @classmethod
@@ -61,15 +107,18 @@ class Monitor:
 
     def start(self) -> None:
         if self.event_log_path:
-            from pathlib import Path
-
             Path(self.event_log_path).parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.event_log_path, "a", encoding="utf-8")  # noqa: SIM115
         if self.prometheus_port is not None:
-            self._start_exporter()
+            try:
+                self._start_exporter()
+            except OSError as exc:
+                self.close()
+                raise OSError(f"monitor: cannot serve Prometheus metrics on {self.prometheus_host}:"
+                              f"{self.prometheus_port}: {exc}") from exc
         with self._lock:
             self.state["status"] = "running"
-            self.state["started_at"] = time.time()
+            self.state["started_at"] = self.state["updated_at"] = time.time()
 
     def _start_exporter(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -82,88 +131,124 @@ class Monitor:
             "val_loss": Gauge("elixir_coder_val_loss", "Last validation loss", registry=registry),
             "tokens": Gauge("elixir_coder_tokens_per_second", "Real tokens per second", registry=registry),
             "task_loss": Gauge("elixir_coder_task_loss", "Last training loss per task", ["task"], registry=registry),
+            # Exposed as elixir_coder_events_total (prometheus_client adds the suffix).
             "events": Counter("elixir_coder_events", "Training events emitted", ["event"], registry=registry),
         }
-        server, thread = start_http_server(self.prometheus_port, addr=self.prometheus_host, registry=registry)
-        self._server, self._thread = server, thread
-        self.prometheus_port = server.server_address[1]
+        self._server, self._thread = start_http_server(self.prometheus_port, addr=self.prometheus_host,
+                                                       registry=registry)
+        self.prometheus_port = self._server.server_address[1]  # the real port when 0 was asked
         log.info("monitor: Prometheus metrics on http://%s:%d/metrics", self.prometheus_host, self.prometheus_port)
+
+    def __deepcopy__(self, memo: dict) -> Monitor:
+        """Shared, not copied: it is a live resource (lock, file, server), and callbacks such as
+        StochasticWeightAveraging deepcopy the module that holds it as ``pl_module.monitor``."""
+        return self
 
     # -- handlers ----------------------------------------------------------------------------
 
     def attach(self, handler_id: str, events: Iterable[str] | None, handler: Handler) -> None:
-        """Call ``handler(name, measurements, metadata)`` for ``events`` (None: all of them)."""
-        unknown = [e for e in events or () if e not in EVENTS]
-        if unknown:
-            raise ValueError(f"unknown monitor event {unknown[0]!r}; events are {', '.join(EVENTS)}")
+        """Call ``handler(name, measurements, metadata)`` for ``events`` (None: all of them);
+        attaching an id again replaces its handler, as :telemetry refuses duplicates."""
+        events = None if events is None else frozenset(events)
+        for event in events or ():
+            _check_event(event)
         with self._lock:
-            self._handlers[handler_id] = (frozenset(events) if events is not None else None, handler)
+            self._handlers[handler_id] = (events, handler)
 
-    def detach(self, handler_id: str) -> None:
+    def detach(self, handler_id: str) -> bool:
+        """Stop calling ``handler_id``; True when it was attached."""
         with self._lock:
-            self._handlers.pop(handler_id, None)
+            return self._handlers.pop(handler_id, None) is not None
+
+    def handlers(self) -> list[str]:
+        with self._lock:
+            return list(self._handlers)
 
     def emit(self, event: str, measurements: dict | None = None, metadata: dict | None = None) -> None:
-        """Update the live state, log the event, and call the attached handlers. A handler that
-        raises is detached and reported once; training never sees the exception."""
+        """Update the live state, log the event, and call the attached handlers."""
+        _check_event(event)
         measurements, metadata = _plain(measurements or {}), _plain(metadata or {})
         with self._lock:
-            self._update_state(event, measurements, metadata)
-            handlers = list(self._handlers.items())
+            now = time.time()
+            self._update_state(event, measurements, metadata, now)
+            handlers = [(hid, h) for hid, (events, h) in self._handlers.items() if events is None or event in events]
             if self._log_file is not None:
-                self._log_file.write(json.dumps({"time": time.time(), "event": event, "measurements": measurements,
-                                                 "metadata": metadata}) + "\n")
-                self._log_file.flush()
-        for handler_id, (events, handler) in handlers:
-            if events is not None and event not in events:
-                continue
+                line = {"time": now, "event": event, "measurements": measurements, "metadata": metadata}
+                self._log_file.write(json.dumps(_json_safe(line)) + "\n")
+                self._log_file.flush()  # per line, so `tail -f` tools see each event at once
+        for handler_id, handler in handlers:
             try:
                 handler(event_name(event), measurements, metadata)
             except Exception as exc:  # isolate training from monitoring tools
-                self.detach(handler_id)
-                log.warning("monitor: handler %r raised %s: %s; detached", handler_id, type(exc).__name__, exc)
+                self._drop(handler_id, handler, exc)
 
-    def _update_state(self, event: str, measurements: dict, metadata: dict) -> None:
+    def _drop(self, handler_id: str, handler: Handler, exc: Exception) -> None:
+        # Another thread may hit the same failure concurrently: only the one that removes the
+        # handler reports it, and a handler re-attached under the id meanwhile stays.
+        with self._lock:
+            current = self._handlers.get(handler_id)
+            if current is None or current[1] is not handler:
+                return
+            del self._handlers[handler_id]
+        log.warning("monitor: handler %r raised %s: %s; detached", handler_id, type(exc).__name__, exc,
+                    exc_info=exc)
+
+    def _update_state(self, event: str, measurements: dict, metadata: dict, now: float) -> None:
         s = self.state
-        s["events"][event] = s["events"].get(event, 0) + 1
-        s["updated_at"] = time.time()
-        s["step"] = measurements.get("global_step", s["step"])
-        s["epoch"] = measurements.get("epoch", s["epoch"])
-        if event == "phase":
-            s["phase"] = metadata.get("phase", s["phase"])
-        if event in ("stop", "exception"):
-            s["status"] = "stopped" if event == "stop" else "failed"
-        s["metrics"].update({k: v for k, v in measurements.items() if isinstance(v, (int, float))})
+        s["events"][event] += 1
+        s["last_event"] = event
+        s["updated_at"] = now
+        if _number(measurements.get("global_step")):
+            s["step"] = measurements["global_step"]
+        if _number(measurements.get("epoch")):
+            s["epoch"] = measurements["epoch"]
+        if event == "phase" and metadata.get("phase"):
+            s["phase"] = metadata["phase"]
+        elif event == "stop":
+            s["status"] = "stopped"
+        elif event == "exception":
+            s["status"] = "failed"
+        numbers = {k: v for k, v in measurements.items() if _number(v) and k not in ("global_step", "epoch")}
+        s["metrics"].update(numbers)
+        tokens = numbers.get("train/tokens_per_s", numbers.get("tokens_per_s"))
+        if tokens is not None:
+            s["tokens_per_s"] = tokens
         if self._gauges:
-            g = self._gauges
-            g["events"].labels(event=event).inc()
-            g["step"].set(s["step"])
-            g["epoch"].set(s["epoch"])
-            for key, value in measurements.items():
-                if not isinstance(value, (int, float)):
-                    continue
-                if key == "train/loss":
-                    g["loss"].set(value)
-                elif key == "val/loss":
-                    g["val_loss"].set(value)
-                elif key == "train/tokens_per_s":
-                    g["tokens"].set(value)
-                elif key.startswith("train/") and key.endswith("/loss") and key.count("/") == 2:
-                    g["task_loss"].labels(task=key.split("/")[1]).set(value)
+            self._export(event, numbers)
+
+    def _export(self, event: str, numbers: dict) -> None:
+        g = self._gauges
+        g["events"].labels(event=event).inc()
+        g["step"].set(self.state["step"])
+        g["epoch"].set(self.state["epoch"])
+        if self.state["tokens_per_s"] is not None:
+            g["tokens"].set(self.state["tokens_per_s"])
+        for key, value in numbers.items():
+            if key == "train/loss":
+                g["loss"].set(value)
+            elif key == "val/loss":
+                g["val_loss"].set(value)
+            elif key.startswith("train/") and key.endswith("/loss") and key.count("/") == 2:
+                g["task_loss"].labels(task=key.split("/")[1]).set(value)
 
     def snapshot(self) -> dict:
+        """A deep copy of the state: callers may keep or change it freely."""
         with self._lock:
-            return json.loads(json.dumps(self.state))
+            return copy.deepcopy(self.state)
 
     def close(self) -> None:
+        """Close the event log and shut the endpoint down (its port is free again); idempotent."""
         with self._lock:
-            if self._log_file is not None:
-                self._log_file.close()
-                self._log_file = None
-            if self._server is not None:
-                self._server.shutdown()
-                self._server.server_close()
-                self._server = None
+            log_file, self._log_file = self._log_file, None
+            server, self._server = self._server, None
+            thread, self._thread = self._thread, None
+        if log_file is not None:
+            log_file.close()
+        if server is not None:
+            server.shutdown()  # outside the lock: it waits for the serving loop to notice
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
 
 
 def start_link(**opts) -> Monitor:
@@ -171,61 +256,91 @@ def start_link(**opts) -> Monitor:
     return Monitor.start_link(**opts)
 
 
+def _scalars(trainer: L.Trainer, prefix: str) -> dict[str, float]:
+    """The one-element ``prefix`` metrics Lightning holds, as floats (read only when emitting:
+    each ``float`` of a device tensor is a host sync)."""
+    out = {}
+    for key, value in trainer.callback_metrics.items():
+        if not key.startswith(prefix):
+            continue
+        if hasattr(value, "numel"):
+            if value.numel() == 1:
+                out[key] = float(value)
+        elif _number(value):
+            out[key] = float(value)
+    return out
+
+
 class MonitorCallback(L.Callback):
-    """Starts a Monitor for the run (exporter and event log on global rank 0 only), makes it
-    ``pl_module.monitor``, and emits the training events from Lightning's hooks."""
+    """Starts a Monitor for the run, makes it ``pl_module.monitor`` (other code emits ``phase``
+    through it), and emits the training events from Lightning's hooks.
+
+    The event log and the Prometheus endpoint exist on global rank 0 only: one file and one
+    port per run. ``handlers`` (id -> handler, for all events) are attached as soon as the
+    monitor starts, so they see ``start``.
+    """
 
     def __init__(self, event_log: str | None = None, prometheus_port: int | None = None,
-                 prometheus_host: str = "127.0.0.1", every_n_steps: int = 1, handlers: dict[str, Handler] | None = None):
+                 prometheus_host: str = "127.0.0.1", every_n_steps: int = 1,
+                 handlers: dict[str, Handler] | None = None):
         super().__init__()
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be at least 1, got {every_n_steps}")
         self.opts = {"event_log": event_log, "prometheus_port": prometheus_port, "prometheus_host": prometheus_host}
-        self.every_n_steps = max(1, every_n_steps)
+        self.every_n_steps = every_n_steps
         self.handlers = dict(handlers or {})
         self.monitor: Monitor | None = None
+        self._last_step = -1
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.monitor is None:
-            opts = self.opts if trainer.is_global_zero else {}
-            self.monitor = Monitor.start_link(**opts)
+            self.monitor = Monitor.start_link(**(self.opts if trainer.is_global_zero else {}))
             for handler_id, handler in self.handlers.items():
                 self.monitor.attach(handler_id, None, handler)
         pl_module.monitor = self.monitor
 
     @staticmethod
-    def _metrics(trainer, prefix: str) -> dict:
-        return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix) and v.numel() == 1}
+    def _position(trainer: L.Trainer) -> dict:
+        return {"global_step": trainer.global_step, "epoch": trainer.current_epoch}
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self.monitor.emit("start", {"global_step": trainer.global_step, "epoch": trainer.current_epoch},
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_step = trainer.global_step  # a resumed run starts counting where it stopped
+        self.monitor.emit("start", self._position(trainer),
                           {"max_epochs": trainer.max_epochs, "world_size": trainer.world_size})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
-            self.monitor.emit("step", {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
-                                       **self._metrics(trainer, "train/")})
+        # Once per optimizer step: with gradient accumulation several batches share a step.
+        step = trainer.global_step
+        if step > self._last_step and step % self.every_n_steps == 0:
+            self._last_step = step
+            self.monitor.emit("step", {**self._position(trainer), **_scalars(trainer, "train/")})
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.monitor.emit("epoch", {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
-                                    **self._metrics(trainer, "train/")})
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.monitor.emit("epoch", {**self._position(trainer), **_scalars(trainer, "train/")})
 
-    def on_validation_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.monitor.emit("validation", {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
-                                             **self._metrics(trainer, "val/")})
+            self.monitor.emit("validation", {**self._position(trainer), **_scalars(trainer, "val/")})
 
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        self.monitor.emit("checkpoint", {"global_step": trainer.global_step, "epoch": trainer.current_epoch},
-                          {"epoch": checkpoint.get("epoch"), "step": checkpoint.get("global_step")})
-
-    def on_fit_end(self, trainer, pl_module) -> None:
-        self.monitor.emit("stop", {"global_step": trainer.global_step, "epoch": trainer.current_epoch})
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if self.monitor is not None:
-            self.monitor.emit("exception", {"global_step": trainer.global_step},
-                              {"type": type(exception).__name__, "message": str(exception)})
+            self.monitor.emit("checkpoint", self._position(trainer),
+                              {"epoch": checkpoint.get("epoch"), "step": checkpoint.get("global_step")})
 
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        if self.monitor is not None and stage == "fit":
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.monitor.emit("stop", self._position(trainer))
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self.monitor is None:
+            return
+        self.monitor.emit("exception", self._position(trainer),
+                          {"type": type(exception).__name__, "message": str(exception)})
+        self._close()  # Lightning skips the teardown hook after an exception
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.monitor is not None:
             self.monitor.close()
             self.monitor = None
