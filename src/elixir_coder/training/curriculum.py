@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import lightning as L
 
 from elixir_coder.errors import ElixirCoderError
-from elixir_coder.labels import QUALITY_LABELS, QUALITY_TIERS, SECURITY_LABELS, TASKS, quality_tier
+from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS, quality_tier
 
 log = logging.getLogger("elixir_coder")
 
@@ -203,5 +203,3 @@ class Curriculum(L.Callback):
         self.state = CurriculumState(state.get("phase", ""), state.get("epoch", 0), dict(state.get("scale", {})),
                                      state.get("transitions", 0))
 
-
-TIERS = tuple(sorted(QUALITY_TIERS))

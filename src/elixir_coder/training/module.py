@@ -171,16 +171,6 @@ class ElixirCoderModule(L.LightningModule):
         both = self.trainer.strategy.reduce(both, reduce_op="sum")
         return {TASKS[i]: both[0, i] / world for i in range(len(TASKS)) if both[1, i] > 0}
 
-    def lm_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Loss, token accuracy and target count of the generation tasks alone (unweighted)."""
-        hidden = self(batch)
-        target = batch["labels"] != IGNORE_INDEX
-        labels = batch["labels"][target].long()
-        logits = self.model.lm_logits(hidden[target])
-        loss = cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        acc = (logits.detach().argmax(-1) == labels).float().mean() if labels.numel() else loss.detach() * 0
-        return loss, acc, target.sum()
-
     # -- the training loop -------------------------------------------------------------------
 
     def on_train_start(self) -> None:
