@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.accelerators import CPUAccelerator
 import numpy as np
 import torch
 
@@ -410,8 +411,9 @@ class DataLoader:
         self.position = skip
         plan = list(self.batch_sampler)[skip:]
         epoch, seed = self.batch_sampler.epoch, self.batch_sampler.seed
-        batches = (
-            gather_batch(self.dataset, rows, self.max_len, self.mlm_rate, np.random.default_rng([seed, epoch, skip + k]))
+        mlm = self.mlm_rate
+        batches = (  # a generator per batch only when masking: creating one costs as much as a gather
+            gather_batch(self.dataset, rows, self.max_len, mlm, np.random.default_rng([seed, epoch, skip + k]) if mlm else None)
             for k, rows in enumerate(plan)
         )
         for batch in prefetch_stream(batches, self.prefetch):
@@ -507,6 +509,13 @@ class ElixirDataModule(L.LightningDataModule):
             self.meta = tokenized.read_meta(self.data_dir)
         return int(self.meta["vocab_size"])
 
+    def _overlaps_device(self) -> bool:
+        """Prefetch on a thread only when training on an accelerator: there it overlaps batch
+        building with device compute. On a CPU-only run the thread would compete with the
+        training step for the same cores and the GIL, so batches are built inline."""
+        trainer = self.trainer
+        return trainer is None or not isinstance(trainer.accelerator, CPUAccelerator)
+
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
@@ -518,7 +527,7 @@ class ElixirDataModule(L.LightningDataModule):
             train = split == "train"
             self._loaders[split] = DataLoader.new(
                 self.data_dir, split, batch_size=self.batch_size if train else self.val_batch_size,
-                shuffle=self.shuffle and train, prefetch=self.prefetch, drop_last=self.drop_last and train,
+                shuffle=self.shuffle and train, prefetch=self.prefetch if self._overlaps_device() else 0, drop_last=self.drop_last and train,
                 packing=self.packing, max_len=self.max_len, seed=self.seed, rank=rank, world_size=world,
                 tasks=self.tasks,
             )
