@@ -242,3 +242,12 @@ def test_export_to_safetensors(trained):
     assert set(tensors) == {k for k in state if k.startswith(("model.", "heads."))}
     assert all(torch.equal(tensors[k], state[k]) for k in tensors)
     assert "d_model: 32" in out.with_suffix(".yaml").read_text()
+
+
+def test_resume_reports_config_differences_but_not_run_length(trained, make_cfg):
+    cfg, _, folder = trained
+    saved = read(folder / "last.ckpt")["elixir_coder"]["config_yaml"]
+    longer = make_cfg("trainer.max_epochs=5", "checkpoint_every_n_steps=4")
+    assert training_loop.config_differences(saved, longer) == []
+    changed = make_cfg("trainer.max_epochs=2", "checkpoint_every_n_steps=4", "optimizer.lr=0.5")
+    assert training_loop.config_differences(saved, changed) == ["optimizer.lr: 0.001 -> 0.5"]
