@@ -165,7 +165,8 @@ def test_prefetch_close_stops_producer():
 def test_dataloader_epoch_stream_and_resume(synthetic):
     loader = DataLoader.new(synthetic, "train", batch_size=16, packing=False, max_len=128, seed=4)
     epoch = [b["input_ids"] for b in loader]
-    assert len(epoch) == len(loader) == 600 // 16
+    assert len(loader.dataset) > 600  # samples longer than max_len are served as several windows
+    assert len(epoch) == len(loader) == len(loader.dataset) // 16
     assert all(b.shape[0] == 16 for b in epoch)
     stream = loader.stream()
     endless = [next(stream) for _ in range(len(loader) + 3)]  # runs into the next epoch

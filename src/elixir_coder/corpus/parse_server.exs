@@ -8,7 +8,10 @@
 #   server -> client, once at start:  "ready"
 #   client -> server, per snippet:    the snippet's bytes (any bytes at all)
 #   server -> client, per snippet, in order:
-#       "ok"                          the snippet parses
+#       "ok:<l1>,<l2>,..."            the snippet parses; the lines where its top-level
+#                                     forms start, and those inside each defmodule, defimpl,
+#                                     defprotocol and describe body: where a long file can be
+#                                     cut between definitions
 #       "error:<line>:<message>"      it does not (<line> is empty if unknown)
 # The server exits when stdin reaches EOF.
 
@@ -79,7 +82,7 @@ defmodule ElixirCoder.ParseServer do
   @doc false
   def answer(code) do
     case check(code) do
-      :ok -> "ok"
+      {:ok, lines} -> "ok:" <> Enum.join(lines, ",")
       {:error, line, message} -> "error:#{line}:#{truncate(message)}"
     end
   end
@@ -104,7 +107,7 @@ defmodule ElixirCoder.ParseServer do
     opts = [static_atoms_encoder: &encode_atom/2, warn_on_unnecessary_quotes: false]
 
     case Code.string_to_quoted(code, opts) do
-      {:ok, _ast} -> :ok
+      {:ok, ast} -> {:ok, ast |> top_forms() |> Enum.flat_map(&form_lines/1) |> Enum.uniq() |> Enum.sort()}
       {:error, {location, message, token}} -> {:error, location_line(location), error_text(message, token)}
     end
   rescue
@@ -112,6 +115,17 @@ defmodule ElixirCoder.ParseServer do
   catch
     kind, reason -> {:error, "", "parser crashed: #{inspect({kind, reason})}"}
   end
+
+  defp top_forms({:__block__, _, forms}), do: forms
+  defp top_forms(form), do: [form]
+
+  # Containers whose body forms are themselves places to cut: modules and ExUnit describes.
+  defp form_lines({name, meta, [_, [do: body]]})
+       when name in [:defmodule, :defimpl, :defprotocol, :describe] and is_list(meta),
+       do: List.wrap(meta[:line]) ++ Enum.flat_map(top_forms(body), &form_lines/1)
+
+  defp form_lines({_, meta, _}) when is_list(meta), do: List.wrap(meta[:line])
+  defp form_lines(_), do: []
 
   defp encode_atom(name, _meta) do
     {:ok, String.to_existing_atom(name)}

@@ -40,7 +40,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,9 @@ class ParseResult:
     ok: bool
     line: int | None = None  # 1-based line of the error
     message: str | None = None
+    # Lines where top-level forms start, and forms inside defmodule/defimpl/defprotocol/describe
+    # bodies: where a long file can be cut between definitions. Empty from tree-sitter.
+    boundaries: tuple[int, ...] = field(default=(), compare=False)
 
 
 class ElixirNotInstalled(RuntimeError):
@@ -118,8 +121,9 @@ def _to_bytes(code: str | bytes) -> bytes:
 
 def _decode_answer(payload: bytes) -> ParseResult:
     text = payload.decode("utf-8", "replace")
-    if text == "ok":
-        return ParseResult(True)
+    if text == "ok" or text.startswith("ok:"):
+        lines = text[3:]
+        return ParseResult(True, boundaries=tuple(int(x) for x in lines.split(",")) if lines else ())
     parts = text.split(":", 2)
     if parts[0] == "error" and len(parts) == 3:
         line, message = parts[1], parts[2]

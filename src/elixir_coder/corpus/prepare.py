@@ -1,140 +1,442 @@
-"""Turn records (the embedded demo corpus, a JSONL file or a tree of Elixir files) into the
-tokenized dataset that training memory-maps.
+"""Turn corpora (Elixir project folders, Hex tarballs, JSONL records, the embedded demo) into the
+sharded, tokenized dataset that training memory-maps.
 
-The output folder is built in a sibling temp folder and swapped in with one rename, so a crash
-never leaves a half-prepared dataset, and an existing dataset is replaced only when asked.
-The same inputs and seed give byte-identical files.
+Two streaming passes, each spread over worker processes, so memory is bounded by the largest
+project, not by the corpus:
+
+1. *scan* (chunks of files): read, filter (counted by reason), parse with the real Elixir parser,
+   hash and MinHash each file; the main process deduplicates in corpus order and keeps a bounded,
+   hash-chosen sample of training files for the tokenizer.
+2. *encode* (one project per task): mine every task's records from the kept files
+   (:mod:`elixir_coder.corpus.mining`), tokenize, split long records into several samples
+   (:mod:`elixir_coder.corpus.encode`) and write per-split parts; the main process concatenates
+   parts, in corpus order, into shards of at most ``shard_tokens`` tokens.
+
+The output is built in a sibling temp folder and swapped in with one rename, so a crash never
+leaves a half-prepared dataset. The same inputs and seed give byte-identical files, whatever the
+number of workers. ``meta.json`` keeps the preparation report (:mod:`elixir_coder.corpus.report`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.records import ingest_source_dir, read_jsonl, validate_record
-from elixir_coder.corpus.tokenizer import BOS, EOS, SEP, SPECIAL_TOKENS, special_ids, train_tokenizer
+from elixir_coder.corpus.dedup import DedupConfig, Deduplicator, content_hash, signature
+from elixir_coder.corpus.encode import Encoder
+from elixir_coder.corpus.records import iter_jsonl, validate_record
+from elixir_coder.corpus.report import build_report
+from elixir_coder.corpus.sources import FileLimits, Project, decode_source, discover, read_files
+from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, special_ids, train_tokenizer
 from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
-from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
+from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
+DEMO_LICENSE = "Apache-2.0"  # the demo corpus is this project's own code
+
+
+def _as_list(value) -> list[str]:
+    """A config value that may be one path (or name), a list of them, or null."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [str(value)]
+    return [str(v) for v in value]
 
 
 def recipe(
-    *, jsonl: str | None, source_dir: str | None, vocab_size: int, val_fraction: float, seed: int,
-    demo_modules: int, max_sample_tokens: int,
+    *, jsonl=None, source_dir=None, vocab_size: int = 8192, val_fraction: float = 0.1, test_fraction: float = 0.0,
+    seed: int = 0, demo_modules: int = 320, max_sample_tokens: int = 2048, licenses=None, dedup: dict | None = None,
+    filters: dict | None = None, labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20,
+    tokenizer_sample_mb: float = 32.0, shard_tokens: int = 1 << 28, mining: dict | None = None,
 ) -> dict:
     """Everything that determines the prepared files; stored in meta.json to detect stale data."""
-    if jsonl and source_dir:
-        raise DataError("set only one of data.jsonl and data.source_dir")
-    if jsonl:
-        source = {"kind": "jsonl", "path": str(Path(jsonl).resolve())}
-    elif source_dir:
-        source = {"kind": "source_dir", "path": str(Path(source_dir).resolve())}
-    else:
-        source = {"kind": "demo", "modules": demo_modules}
+    jsonls = [str(Path(p).resolve()) for p in _as_list(jsonl)]
+    dirs = [str(Path(p).resolve()) for p in _as_list(source_dir)]
+    sources = {"jsonl": jsonls, "source_dir": dirs} if jsonls or dirs else {"demo": demo_modules}
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"data.val_fraction={val_fraction}: must be between 0 and 1")
+    if not 0.0 <= test_fraction < 1.0 - val_fraction:
+        raise DataError(f"data.test_fraction={test_fraction}: must be >= 0 and leave room for training (val_fraction is {val_fraction})")
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise DataError(f"data.vocab_size={vocab_size}: must be at least {len(SPECIAL_TOKENS) + 256} (bytes + special tokens)")
+    if max_sample_tokens < 16:
+        raise DataError(f"data.max_sample_tokens={max_sample_tokens}: must be at least 16")
+    if split_by not in ("auto", "project", "file"):
+        raise DataError(f"data.split_by={split_by!r}: must be auto, project or file")
+    dedup = asdict(DedupConfig(**(dedup or {})))
+    filters = asdict(FileLimits(**(filters or {})))
     return {
-        "source": source, "vocab_size": vocab_size, "val_fraction": val_fraction, "seed": seed,
-        "max_sample_tokens": max_sample_tokens,
+        "sources": sources, "vocab_size": vocab_size, "val_fraction": val_fraction, "test_fraction": test_fraction,
+        "seed": seed, "max_sample_tokens": max_sample_tokens, "licenses": sorted(_as_list(licenses)) or None,
+        "dedup": dedup, "filters": filters, "labeler": labeler, "split_by": split_by, "min_projects": min_projects,
+        "tokenizer_sample_mb": tokenizer_sample_mb, "shard_tokens": shard_tokens, "mining": dict(mining or {}),
     }
 
 
-def load_records(rec: dict) -> list[dict]:
-    source = rec["source"]
-    if source["kind"] == "jsonl":
-        return read_jsonl(source["path"])
-    if source["kind"] == "source_dir":
-        return ingest_source_dir(source["path"])
+def split_of(key: str, rec: dict) -> str:
+    """The split of a unit (project, module or record source): a seeded hash, so stable and uniform."""
+    digest = hashlib.sha256(f"{rec['seed']}:{key}".encode()).digest()
+    u = int.from_bytes(digest[:8], "little") / 2**64
+    if u < rec["val_fraction"]:
+        return "val"
+    return "test" if u < rec["val_fraction"] + rec["test_fraction"] else "train"
+
+
+def module_unit(rel: str) -> str:
+    """Files of one module (``lib/a/b.ex``, ``test/a/b_test.exs``) share a split unit."""
+    stem = Path(rel).name.rsplit(".", 1)[0]
+    return stem[: -len("_test")] if stem.endswith("_test") else stem
+
+
+# -- pass 1: scan ------------------------------------------------------------------------------
+
+@dataclass
+class ScanItem:
+    project: int
+    rels: list[str] | None  # None: every file of the project (Hex tarballs)
+
+
+def _scan(args: tuple[Project, ScanItem, dict, float]) -> tuple[int, list[tuple], Counter]:
+    """Per file: (rel, reason or None, bytes, digest, signature, boundaries if long, tokenizer text)."""
+    project, item, rec, sample_rate = args
+    from elixir_coder.corpus.parser import shared_parser
+
+    skipped, out, texts = Counter(), [], []
+    limits, dedup = FileLimits(**rec["filters"]), DedupConfig(**rec["dedup"])
+    view = Project(**{**project.__dict__, "files": item.rels}) if item.rels is not None else project
+    for rel, raw in read_files(view, skipped):
+        text, reason = decode_source(raw, limits)
+        out.append([rel, reason, len(raw), None, None, None, None])
+        texts.append(text)
+    parsed = shared_parser().parse_many([t for t in texts if t is not None])
+    it = iter(parsed)
+    for row, text in zip(out, texts):
+        if text is None:
+            continue
+        result = next(it)
+        if not result.ok:
+            row[1] = "unparsable"
+            continue
+        row[3] = content_hash(text) if dedup.exact else row[0].encode()
+        row[4] = signature(text, dedup) if dedup.near else None
+        if len(text) > rec["max_sample_tokens"]:  # only a file this long can need splitting
+            row[5] = np.asarray(result.boundaries, dtype=np.int32)
+        if _sampled(f"{project.name}/{row[0]}", rec["seed"], sample_rate):
+            row[6] = text
+    return item.project, [tuple(r) for r in out], skipped
+
+
+def _sampled(key: str, seed: int, rate: float) -> bool:
+    if rate >= 1.0:
+        return True
+    digest = hashlib.blake2b(f"tok:{seed}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64 < rate
+
+
+def _scan_items(projects: list[Project], chunk_bytes: int) -> Iterator[tuple[Project, ScanItem]]:
+    for k, p in enumerate(projects):
+        if p.kind != "dir":
+            yield p, ScanItem(k, None)
+            continue
+        chunk, size = [], 0
+        for rel in p.files:
+            chunk.append(rel)
+            size += (Path(p.path) / rel).stat().st_size
+            if size >= chunk_bytes:
+                yield p, ScanItem(k, chunk)
+                chunk, size = [], 0
+        if chunk:
+            yield p, ScanItem(k, chunk)
+
+
+# -- pass 2: encode ----------------------------------------------------------------------------
+
+@dataclass
+class EncodeItem:
+    """One task of the encode pass: a project's kept files, or a batch of ready records."""
+
+    number: int
+    project: Project | None = None
+    kept: dict[str, np.ndarray | None] | None = None  # rel -> boundaries (long files only)
+    records: list[dict] | None = None
+    license_id: int = 0
+    source_id: int = 0
+    unit_split: str | None = None  # the project's split (split_by=project)
+
+
+_worker: dict = {}
+
+
+def _setup_worker(tokenizer_path: str, rec: dict) -> None:
+    """Load the tokenizer and labeler once per process (lazily: an error in a pool initializer
+    would make the pool respawn workers forever instead of reporting it)."""
+    if _worker.get("key") == tokenizer_path:
+        return
+    from tokenizers import Tokenizer
+
+    from elixir_coder.corpus.labelers import make_labeler
+
+    tok = Tokenizer.from_file(tokenizer_path)
+    labeler = make_labeler(rec["labeler"]) if rec["sources"].get("source_dir") else None
+    _worker.update(key=tokenizer_path, tok=tok, special=special_ids(tok), rec=rec, labeler=labeler)
+
+
+def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tuple[int, int]], Counter]:
+    item, parts_dir, tokenizer_path, rec = args
+    _setup_worker(tokenizer_path, rec)
+    stats = Counter()
+    by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    if item.project is not None:
+        from elixir_coder.corpus.mining import mine_project
+
+        files, skipped, mined = {}, Counter(), Counter()
+        for rel, raw in read_files(item.project, skipped):
+            if rel in item.kept:
+                files[rel] = raw.decode("utf-8")
+        records = list(mine_project(files, labeler=_worker["labeler"], stats=mined, **rec["mining"]))
+        stats.update({f"mining/{k}": v for k, v in mined.items()})
+        for r in records:
+            r = validate_record(r, f"{item.project.name}/{r.get('source')}: mined record")
+            stats[f"records/{r['task']}/{r.get('kind', 'record')}"] += 1
+            bounds = item.kept.get(r["source"])
+            if bounds is not None and r["task"] == "code_generation" and r.get("kind") == "file":
+                r["boundaries"] = bounds.tolist()
+            split = item.unit_split or split_of(f"{item.project.name}:{module_unit(r['source'])}", rec)
+            by_split[split].append(r)
+    else:
+        for r in item.records:
+            stats[f"records/{r['task']}/{r.get('kind', 'record')}"] += 1
+            by_split[r.pop("_split")].append(r)
+    written = {}
+    for split, records in by_split.items():
+        if not records:
+            continue
+        enc = Encoder(_worker["tok"], _worker["special"], rec["max_sample_tokens"], stats)
+        enc.add(records, item.license_id, item.source_id)
+        tokens, index = enc.take()
+        stats[f"split/{split}/samples"] += len(index)
+        np.save(Path(parts_dir) / f"{item.number:07d}-{split}-tokens.npy", tokens.astype(tokenized.token_dtype(len(_worker["tok"].get_vocab()))))
+        np.save(Path(parts_dir) / f"{item.number:07d}-{split}-index.npy", index)
+        written[split] = (len(index), int(tokens.size))
+    return item.number, written, stats
+
+
+# -- merging parts into shards -----------------------------------------------------------------
+
+class ShardWriter:
+    """Concatenates parts, in order, into shards of at most ``shard_tokens`` tokens."""
+
+    def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int):
+        self.out, self.split, self.dtype, self.limit = out, split, dtype, shard_tokens
+        self.shards: list[dict] = []
+        self.tokens: list[np.ndarray] = []
+        self.index: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, tokens: np.ndarray, index: np.ndarray) -> None:
+        if self.size and self.size + tokens.size > self.limit:
+            self.flush()
+        index = index.copy()
+        index["offset"] += self.size
+        self.tokens.append(tokens)
+        self.index.append(index)
+        self.size += tokens.size
+
+    def flush(self) -> None:
+        if not self.index:
+            return
+        name = f"{self.split}-{len(self.shards):05d}"
+        self.shards.append(tokenized.write_shard(self.out, name, np.concatenate(self.tokens), np.concatenate(self.index), self.dtype))
+        self.tokens, self.index, self.size = [], [], 0
+
+
+# -- the pipeline ------------------------------------------------------------------------------
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes; unlike ``multiprocessing.Pool``, a worker that dies (OOM killer) fails
+    the run with an error instead of hanging it."""
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+
+
+def _record_items(rec: dict, stats: Counter, sample: list[str], sample_budget: int, first: int) -> Iterator[EncodeItem]:
+    """JSONL records and the demo corpus, in batches, with their split decided here."""
+    batch, n = [], first
+
+    def records() -> Iterator[tuple[str, dict]]:
+        if "demo" in rec["sources"]:
+            for i, r in enumerate(demo_records(rec)):
+                yield f"demo:{r.get('source') or i}", r
+        for path in rec["sources"].get("jsonl", []):
+            for i, (where, obj) in enumerate(iter_jsonl(path, "file (data.jsonl)")):
+                r = validate_record(obj, where)
+                yield f"{path}:{r.get('source') or f'record-{i}'}", r
+
+    for key, r in records():
+        stats["records_in"] += 1
+        if rec["licenses"] and r.get("license", DEMO_LICENSE if "demo" in rec["sources"] else "unknown") not in rec["licenses"]:
+            stats["skipped_records/license_not_allowed"] += 1
+            continue
+        r = {**r, "_split": split_of(key, rec)}
+        if r["_split"] == "train" and sample_budget > 0:
+            text = r.get("text") or r.get("prompt", "") + r.get("completion", "")
+            sample.append(text)
+            sample_budget -= len(text)
+        batch.append(r)
+        if len(batch) >= 4096:
+            yield EncodeItem(n, records=batch)
+            batch, n = [], n + 1
+    if batch:
+        yield EncodeItem(n, records=batch)
+
+
+def demo_records(rec: dict) -> list[dict]:
     from elixir_coder.corpus.demo import generate_modules, generate_records
     from elixir_coder.corpus.demo.labelled import labelled_records
     from elixir_coder.corpus.demo.routers import routers
 
-    modules = generate_modules(rec["seed"], source["modules"])
-    records = generate_records(rec["seed"], source["modules"]) + routers(modules)
-    records += labelled_records(modules, rec["seed"])
+    n = rec["sources"]["demo"]
+    modules = generate_modules(rec["seed"], n)
+    records = generate_records(rec["seed"], n) + routers(modules) + labelled_records(modules, rec["seed"])
     return [validate_record(r, f"demo record {i}") for i, r in enumerate(records)]
 
 
-def _split_of(record: dict, i: int, seed: int, val_fraction: float) -> str:
-    """Split by source file, so near-duplicate records of one module never straddle train and val."""
-    key = record.get("source") or f"record-{i}"
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    u = int.from_bytes(digest[:8], "little") / 2**64
-    return "val" if u < val_fraction else "train"
+def load_records(rec: dict) -> list[dict]:
+    """Records of the in-memory sources (demo, JSONL) with their split, e.g. for contrastive anchors."""
+    out = []
+    for item in _record_items(rec, Counter(), [], 0, 0):
+        out += item.records
+    return out
 
 
-def _label_bits(labels: list[str], vocab: tuple[str, ...]) -> int:
-    bits = 0
-    for label in labels:
-        bits |= 1 << vocab.index(label)
-    return bits
-
-
-def encode_records(records: list[dict], tok, max_sample_tokens: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Token ids per sample ([bos, task, prompt..., sep, completion..., eos]) and their index rows."""
-    ids = special_ids(tok)
-    gen = [r for r in records if r["task"] in GENERATION_TASKS]
-    prompts = tok.encode_batch([r["prompt"] for r in gen], add_special_tokens=False)
-    completions = tok.encode_batch([r["completion"] for r in gen], add_special_tokens=False)
-    texts = tok.encode_batch([r["text"] for r in records if r["task"] not in GENERATION_TASKS], add_special_tokens=False)
-    gen_it, text_it = iter(zip(prompts, completions)), iter(texts)
-    samples, rows = [], np.zeros(len(records), dtype=tokenized.INDEX_DTYPE)
-    offset = 0
-    for i, r in enumerate(records):
-        head = [ids[BOS], ids[f"<task:{r['task']}>"]]
-        if r["task"] in GENERATION_TASKS:
-            prompt, completion = next(gen_it)
-            body = head + prompt.ids + [ids[SEP]]
-            prompt_len = len(body)
-            body += completion.ids + [ids[EOS]]
-        else:
-            body = head + next(text_it).ids + [ids[EOS]]
-            prompt_len = len(body)  # classified from the pooled representation, no LM loss
-        body = body[:max_sample_tokens]
-        arr = np.asarray(body, dtype=np.int64)
-        rows[i] = (
-            offset, len(arr), min(prompt_len, len(arr)), TASKS.index(r["task"]), 0, 0,
-            _label_bits(r.get("labels", []), QUALITY_LABELS) if r["task"] == "quality" else 0,
-            _label_bits(r.get("labels", []), SECURITY_LABELS) if r["task"] == "security" else 0,
-        )
-        samples.append(arr)
-        offset += len(arr)
-    return samples, rows
-
-
-def _write_dataset(out: Path, rec: dict, records: list[dict]) -> dict:
-    splits = {s: [] for s in SPLITS}
-    for i, r in enumerate(records):
-        splits[_split_of(r, i, rec["seed"], rec["val_fraction"])].append(r)
-    for split, rs in splits.items():
-        if not rs:
-            raise DataError(
-                f"the {split!r} split would be empty ({len(records)} records from {len(set(r.get('source') for r in records))} "
-                "sources); give the corpus more files or change data.val_fraction"
-            )
-    # The tokenizer sees only training text, so validation measures real generalisation.
-    train_text = [r.get("text") or (r["prompt"] + r["completion"]) for r in splits["train"]]
-    tok = train_tokenizer(train_text, rec["vocab_size"])
+def _write_dataset(out: Path, rec: dict, workers: int, log: Callable[[str], None]) -> dict:
+    started = time.perf_counter()
+    stats, skipped = Counter(), Counter()
+    projects: list[Project] = []
+    for k, folder in enumerate(rec["sources"].get("source_dir", [])):
+        found = discover(folder, skipped)
+        for p in found:
+            p.name = f"{k}:{p.name}" if len(rec["sources"]["source_dir"]) > 1 else p.name
+        projects += found
+    if rec["licenses"]:
+        allowed = [p for p in projects if p.license in rec["licenses"]]
+        for p in projects:
+            if p.license not in rec["licenses"]:
+                skipped["license_not_allowed"] += len(p.files) or 1
+        projects = allowed
+    if rec["sources"].get("source_dir") and not projects:
+        raise DataError(f"{', '.join(rec['sources']['source_dir'])}: no .ex or .exs files to use (data.source_dir); skipped: {dict(skipped)}")
+    by_project = rec["split_by"] == "project" or (rec["split_by"] == "auto" and len(projects) >= rec["min_projects"])
+    source_bytes = sum(p.source_bytes for p in projects)
+    sample_budget = int(rec["tokenizer_sample_mb"] * 1e6)
+    sample_rate = min(1.0, sample_budget / max(source_bytes, 1) * 1.25)
+    pool = _pool(workers) if workers > 1 and projects else None
+    try:
+        kept: list[dict[str, np.ndarray | None]] = [{} for _ in projects]
+        examples: dict[str, list[str]] = {}  # the first files skipped for each reason, for the report
+        sample: list[str] = []
+        dedup = Deduplicator(DedupConfig(**rec["dedup"]))
+        items = ((p, item, rec, sample_rate) for p, item in _scan_items(projects, 1 << 20))
+        for k, rows, skip in (pool.map(_scan, items) if pool is not None else map(_scan, items)):
+            skipped.update(skip)
+            train = by_project and split_of(projects[k].name, rec) == "train"
+            for rel, reason, size, digest, sig, bounds, text in rows:
+                stats["files_seen"] += 1
+                stats["source_bytes_seen"] += size
+                if reason is None:
+                    reason = dedup.check(digest, sig)
+                if reason is not None:
+                    skipped[reason] += 1
+                    if len(examples.setdefault(reason, [])) < 3:
+                        examples[reason].append(f"{projects[k].name}/{rel}")
+                    continue
+                stats["files_parsed"] += 1
+                kept[k][rel] = bounds
+                in_train = train or (not by_project and split_of(f"{projects[k].name}:{module_unit(rel)}", rec) == "train")
+                if text is not None and in_train and sample_budget > 0:
+                    sample.append(text)
+                    sample_budget -= len(text)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    licenses = sorted({p.license for p in projects} | ({DEMO_LICENSE} if "demo" in rec["sources"] else set()) | {"unknown"})
+    record_items = list(_record_items(rec, stats, sample, sample_budget, len(projects)))
+    if not sample:
+        raise DataError("nothing to train the tokenizer on: the training split is empty; give the corpus more files or lower data.val_fraction")
+    tok = train_tokenizer(sample, rec["vocab_size"])
+    del sample
     tok.save(str(out / "tokenizer.json"))
     vocab_size = tok.get_vocab_size()
     dtype = tokenized.token_dtype(vocab_size)
+    parts = out / "parts"
+    parts.mkdir()
+    encode_items: list[EncodeItem] = [
+        EncodeItem(k, project=p, kept=kept[k], license_id=licenses.index(p.license), source_id=k,
+                   unit_split=split_of(p.name, rec) if by_project else None)
+        for k, p in enumerate(projects) if kept[k]
+    ] + record_items
+    for item in record_items:
+        lic = licenses.index(DEMO_LICENSE) if "demo" in rec["sources"] else licenses.index("unknown")
+        for r in item.records:
+            r["_license"] = licenses.index(r["license"]) if r.get("license") in licenses else lic
+        item.license_id = lic
+    # Largest first, so one big project does not start last and hold up the pass alone.
+    order = sorted(encode_items, key=lambda it: -(it.project.source_bytes if it.project else 0))
+    os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else os.environ.get("TOKENIZERS_PARALLELISM", "true")
+    written: dict[int, dict] = {}
+    tasks = [(it, str(parts), str(out / "tokenizer.json"), rec) for it in order]
+    pool = _pool(workers) if workers > 1 and len(order) > 1 else None
+    try:
+        results = (f.result() for f in as_completed([pool.submit(_encode, t) for t in tasks])) if pool is not None else map(_encode, tasks)
+        for number, w, st in results:
+            written[number] = w
+            stats.update(st)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     split_meta = {}
-    for split, rs in splits.items():
-        samples, index = encode_records(rs, tok, rec["max_sample_tokens"])
-        split_meta[split] = tokenized.write_split(out, split, samples, index, dtype)
-        split_meta[split]["tasks"] = {t: int((index["task"] == k).sum()) for k, t in enumerate(TASKS)}
+    for split in SPLITS if rec["test_fraction"] > 0 else SPLITS[:2]:
+        writer = ShardWriter(out, split, dtype, rec["shard_tokens"])
+        task_samples, task_tokens, by_license = Counter(), Counter(), np.zeros(len(licenses), np.int64)
+        for number in sorted(written):
+            if split not in written[number]:
+                continue
+            tokens = np.load(parts / f"{number:07d}-{split}-tokens.npy")
+            index = np.load(parts / f"{number:07d}-{split}-index.npy")
+            writer.add(tokens, index)
+            for t, k in zip(*np.unique(index["task"], return_counts=True)):
+                task_samples[TASKS[t]] += int(k)
+            np.add.at(arr := np.zeros(len(TASKS), np.int64), index["task"].astype(np.int64), index["length"].astype(np.int64))
+            task_tokens.update({TASKS[t]: int(v) for t, v in enumerate(arr) if v})
+            by_license += np.bincount(index["license"].astype(np.int64), minlength=len(licenses))
+        writer.flush()
+        if not writer.shards:
+            raise DataError(
+                f"the {split!r} split would be empty ({len(projects)} projects, {stats['records_in']} records); "
+                "give the corpus more files or change data.val_fraction / data.test_fraction"
+            )
+        split_meta[split] = {
+            "samples": sum(s["samples"] for s in writer.shards), "tokens": sum(s["tokens"] for s in writer.shards),
+            "shards": writer.shards, "tasks": {t: task_samples[t] for t in TASKS}, "task_tokens": {t: task_tokens[t] for t in TASKS},
+            "licenses": {lic: int(n) for lic, n in zip(licenses, by_license) if n},
+        }
+    shutil.rmtree(parts)
+    report = build_report(stats, skipped, projects, by_project, split_meta, licenses, time.perf_counter() - started, workers, rec)
+    report["files"]["examples"] = examples
     meta = {
         "format": "elixir-coder-tokenized",
         "version": tokenized.FORMAT_VERSION,
@@ -144,25 +446,29 @@ def _write_dataset(out: Path, rec: dict, records: list[dict]) -> dict:
         "tasks": list(TASKS),
         "quality_labels": list(QUALITY_LABELS),
         "security_labels": list(SECURITY_LABELS),
+        "licenses": licenses,
+        "sources": [p.name for p in projects],
         "splits": split_meta,
         "tokenizer": "tokenizer.json",
         "recipe": rec,
+        "report": report,
     }
     tokenized.write_meta(out, meta)
     return meta
 
 
-def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False) -> dict:
+def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, workers: int | None = None,
+            log: Callable[[str], None] = print) -> dict:
     """Build the dataset in a temp folder beside ``data_dir`` and swap it in atomically."""
     data_dir = Path(data_dir)
     if data_dir.exists() and not overwrite and any(data_dir.iterdir()):
         raise DataError(f"{data_dir}: already holds files; pass data.overwrite=true to replace them, or pick another data.data_dir")
-    records = load_records(rec)
+    workers = workers or os.cpu_count() or 1
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.", dir=data_dir.parent))
     os.chmod(tmp, default_mode(directory=True))
     try:
-        meta = _write_dataset(tmp, rec, records)
+        meta = _write_dataset(tmp, rec, workers, log)
         old = None
         if data_dir.exists():
             old = data_dir.with_name(f".{data_dir.name}.old-{os.getpid()}")
@@ -177,8 +483,9 @@ def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False) 
     return meta
 
 
-def ensure_prepared(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Return the dataset's meta, preparing it first when missing (one line says so)."""
+def ensure_prepared(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, workers: int | None = None,
+                    log: Callable[[str], None] = print) -> dict:
+    """Return the dataset's meta, preparing it first when missing (its report is printed)."""
     data_dir = Path(data_dir)
     if (data_dir / "meta.json").is_file():
         meta = tokenized.read_meta(data_dir)
@@ -190,6 +497,10 @@ def ensure_prepared(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool =
                 f"but the config asks for {json.dumps(rec, sort_keys=True)}; pass data.overwrite=true to "
                 "re-prepare it, or set data.data_dir to another folder"
             )
-    what = {"demo": "the embedded demo corpus", "jsonl": "data.jsonl", "source_dir": "data.source_dir"}[rec["source"]["kind"]]
+    what = ", ".join(f"{k}={v}" for k, v in rec["sources"].items()) if "demo" not in rec["sources"] else "the embedded demo corpus"
     log(f"Preparing the tokenized corpus from {what} in {data_dir} ...")
-    return prepare(data_dir, rec, overwrite=overwrite)
+    meta = prepare(data_dir, rec, overwrite=overwrite, workers=workers, log=log)
+    from elixir_coder.corpus.report import format_report
+
+    log(format_report(meta["report"]))
+    return meta

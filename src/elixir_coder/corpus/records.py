@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -75,67 +74,3 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
     with atomic_write(path, "w") as fh:
         for record in records:
             fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-
-
-_DEF_HEAD = re.compile(r"^(?P<indent>\s*)defp?\s+[a-z_][A-Za-z0-9_?!]*.*\bdo\s*$")
-_DOC_START = re.compile(r'^\s*@doc\s+(?:"""|~[sS]""")\s*$')
-_DOC_LINE = re.compile(r'^\s*@doc\s+".*"\s*$')
-
-
-def _functions(lines: list[str]) -> Iterator[tuple[str, str]]:
-    """(doc + def head, body + end) for each documented multi-line function.
-
-    Text-level slicing by indentation (mix format's layout); the file is never evaluated.
-    """
-    doc_lines: list[str] | None = None
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if _DOC_START.match(line):
-            j = i + 1
-            while j < len(lines) and lines[j].strip() != '"""':
-                j += 1
-            doc_lines = lines[i : j + 1]
-            i = j + 1
-            continue
-        if _DOC_LINE.match(line):
-            doc_lines = [line]
-            i += 1
-            continue
-        head = _DEF_HEAD.match(line)
-        if head and doc_lines is not None:
-            end = head.group("indent") + "end"
-            j = i + 1
-            while j < len(lines) and lines[j].rstrip() != end:
-                j += 1
-            if j < len(lines):
-                yield "\n".join(doc_lines + [line]) + "\n", "\n".join(lines[i + 1 : j + 1]) + "\n"
-            doc_lines = None
-            i = j + 1
-            continue
-        if line.strip() and not line.strip().startswith(("@spec", "@impl", "#")):
-            doc_lines = None
-        i += 1
-
-
-def ingest_source_dir(source_dir: str | os.PathLike) -> list[dict]:
-    """code_generation records from a tree of ``.ex``/``.exs`` files: whole files and documented functions."""
-    root = Path(source_dir)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a directory (data.source_dir)")
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".ex", ".exs") and p.is_file())
-    if not files:
-        raise DataError(f"{root}: no .ex or .exs files found (data.source_dir)")
-    records = []
-    for path in files:
-        rel = path.relative_to(root).as_posix()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-        if not text.strip():
-            continue
-        records.append({"task": "code_generation", "prompt": "", "completion": text, "source": rel})
-        for prompt, completion in _functions(text.splitlines()):
-            records.append({"task": "code_generation", "prompt": prompt, "completion": completion, "source": rel})
-    return records

@@ -26,7 +26,7 @@ import torch
 from elixir_coder.corpus import tokenized
 from elixir_coder.corpus.prepare import ensure_prepared, recipe
 from elixir_coder.errors import DataError
-from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
+from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 
 IGNORE_INDEX = -100
 
@@ -43,43 +43,89 @@ class Sample:
     security: tuple[str, ...]
 
 
-class TokenizedDataset:
-    """A validated, memory-mapped split. Indexing and iteration stream samples lazily."""
+def windows(lengths: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sample, start) of every window: a sample longer than ``max_len`` is read as consecutive
+    windows of ``max_len`` tokens that overlap by one, so each of its tokens is a next-token
+    target exactly once; other samples are one window from their start."""
+    stride = max(max_len - 1, 1)
+    n = 1 + np.ceil(np.maximum(lengths - max_len, 0) / stride).astype(np.int64)
+    sample = np.repeat(np.arange(len(lengths)), n)
+    k = np.arange(len(sample)) - np.repeat(np.cumsum(n) - n, n)
+    return sample, k * stride
 
-    def __init__(self, data_dir: str | Path, split: str, tasks: Sequence[str] | None = None):
+
+class TokenizedDataset:
+    """A validated, memory-mapped split (all its shards). Indexing and iteration stream samples lazily.
+
+    With ``max_len``, a sample longer than that is served as several windows (see
+    :func:`windows`), so an epoch trains on every stored token whatever ``data.max_len`` is. A
+    window of a classification text carries the whole text's labels (noisy where a rule fires in
+    one place only); :attr:`coverage` counts windows so the report can say how many.
+    """
+
+    def __init__(self, data_dir: str | Path, split: str, tasks: Sequence[str] | None = None, max_len: int | None = None):
         self.data_dir = Path(data_dir)
         self.split = split
         self.meta = tokenized.read_meta(self.data_dir)
         self.vocab_size = int(self.meta["vocab_size"])
-        arrays = tokenized.open_split(self.data_dir, split, self.vocab_size)
-        self.tokens = np.asarray(arrays.tokens)  # plain ndarray over the map: cheaper fancy indexing
-        index = arrays.index
+        arrays = tokenized.open_split(self.data_dir, split, self.vocab_size, self.meta)
+        self.shards = [np.asarray(t) for t in arrays.tokens]  # plain ndarrays over the maps: cheaper fancy indexing
+        self.tokens = self.shards[0] if len(self.shards) == 1 else None
+        index, shard = arrays.index, arrays.shard
         if tasks is not None:
             unknown = [t for t in tasks if t not in TASKS]
             if unknown:
                 raise DataError(f"unknown task {unknown[0]!r} in task.tasks; tasks are: {', '.join(TASKS)}")
             keep = np.isin(index["task"], [TASKS.index(t) for t in tasks])
-            index = index[keep]
+            index, shard = index[keep], shard[keep]
             if not len(index):
-                raise DataError(f"{self.data_dir}/{split}.idx: no samples of the active tasks {list(tasks)}")
-        self.index = index
-        # Plain contiguous arrays: fancy indexing into these is what the collator does per batch.
-        self.offsets = index["offset"].astype(np.int64)
-        self.lengths = index["length"].astype(np.int64)
-        self.prompt_lens = index["prompt_len"].astype(np.int64)
-        self.task_ids = index["task"].astype(np.int64)
-        self.quality_bits = index["quality"].astype(np.uint64)
-        self.security_bits = index["security"].astype(np.uint64)
+                raise DataError(f"{self.data_dir}: the {split!r} split has no samples of the active tasks {list(tasks)}")
+        lengths = index["length"].astype(np.int64)
+        prompt_lens = index["prompt_len"].astype(np.int64)
+        if max_len is not None:
+            sample, start = windows(lengths, max_len)
+        else:
+            sample, start = np.arange(len(index)), np.zeros(len(index), np.int64)
+        self.index, self.sample = index, sample
+        # Plain contiguous arrays, one entry per window: fancy indexing into these is what the
+        # collator does per batch.
+        self.offsets = index["offset"].astype(np.int64)[sample] + start
+        self.lengths = np.minimum(lengths[sample] - start, max_len) if max_len is not None else lengths
+        self.prompt_lens = np.clip(prompt_lens[sample] - start, 0, None)
+        self.task_ids = index["task"].astype(np.int64)[sample]
+        self.shard_ids = shard.astype(np.int64)[sample]
+        self.quality_bits = index["quality"].astype(np.uint64)[sample]
+        self.security_bits = index["security"].astype(np.uint64)[sample]
+        stored = int(lengths.sum())
+        self.coverage = {
+            "stored_tokens": stored, "served_tokens": int(self.lengths.sum() - (start > 0).sum()),
+            "windows": int(len(sample) - len(index)),
+            "windowed_classification_samples": int(
+                (~np.isin(index["task"], [TASKS.index(t) for t in GENERATION_TASKS]) & (lengths > (max_len or np.inf))).sum()),
+        }
         self.pad_id = int(self.meta["special_tokens"]["<pad>"])
         self.mask_id = int(self.meta["special_tokens"]["<mask>"])
         self.n_special = len(self.meta["special_tokens"])  # special tokens take the first ids
 
+    def take(self, starts: np.ndarray, lens: np.ndarray, shards: np.ndarray) -> np.ndarray:
+        """Tokens of several (start, length) runs, concatenated, across shards."""
+        total = int(lens.sum())
+        flat = np.repeat(starts - (np.cumsum(lens) - lens), lens) + _counter(total)
+        if self.tokens is not None:
+            return self.tokens[flat]
+        out = np.empty(total, dtype=self.shards[0].dtype)
+        which = np.repeat(shards, lens)
+        for k in np.unique(shards).tolist():
+            hit = which == k
+            out[hit] = self.shards[k][flat[hit]]
+        return out
+
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.offsets)
 
     def __getitem__(self, i: int) -> Sample:
         off, n, p = int(self.offsets[i]), int(self.lengths[i]), int(self.prompt_lens[i])
-        ids = np.asarray(self.tokens[off : off + n], dtype=np.int64)
+        ids = np.asarray(self.shards[int(self.shard_ids[i])][off : off + n], dtype=np.int64)
         labels = np.full(n, IGNORE_INDEX, dtype=np.int64)
         start = max(p - 1, 0)
         labels[start : n - 1] = ids[start + 1 : n]
@@ -98,9 +144,9 @@ class TokenizedDataset:
             yield self[i]
 
 
-def read_dataset(data_dir: str | Path, split: str, tasks: Sequence[str] | None = None) -> TokenizedDataset:
-    """Spec 4.1.1: open ``{data_dir}/{split}.bin`` (validated, memory-mapped); iterate it to stream samples."""
-    return TokenizedDataset(data_dir, split, tasks)
+def read_dataset(data_dir: str | Path, split: str, tasks: Sequence[str] | None = None, max_len: int | None = None) -> TokenizedDataset:
+    """Spec 4.1.1: open the shards of ``split`` (validated, memory-mapped); iterate it to stream samples."""
+    return TokenizedDataset(data_dir, split, tasks, max_len)
 
 
 def pack_rows(lengths: np.ndarray, order: np.ndarray, max_len: int, open_rows: int = 64) -> list[list[int]]:
@@ -232,8 +278,7 @@ def gather_batch(
     row_start = np.repeat(starts[first], counts)
     row_len = np.add.reduceat(lens, first)
     width = int(row_len.max())
-    total = int(starts[-1] + lens[-1])
-    tokens = dataset.tokens[np.repeat(dataset.offsets[idx] - starts, lens) + _counter(total)]
+    tokens = dataset.take(dataset.offsets[idx], lens, dataset.shard_ids[idx])
     # Rows are contiguous runs of the flat order, so a row-major boolean mask places them.
     ids = np.full((n_rows, width), dataset.pad_id, dtype=np.int32)
     ids[_counter(width)[None, :] < row_len[:, None]] = tokens
@@ -387,7 +432,7 @@ class DataLoader:
         prefetch: int = 2, drop_last: bool = True, packing: bool = False, max_len: int = 512, seed: int = 0,
         rank: int = 0, world_size: int = 1, tasks: Sequence[str] | None = None,
     ) -> DataLoader:
-        dataset = read_dataset(data_dir, split, tasks)
+        dataset = read_dataset(data_dir, split, tasks, max_len)
         sampler = BatchSampler.new(
             dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed, rank=rank,
             world_size=world_size, packing=packing, max_len=max_len,
@@ -439,19 +484,24 @@ class ElixirDataModule(L.LightningDataModule):
     """Prepares the corpus on first use and serves train/val DataLoaders over the active tasks."""
 
     def __init__(
-        self, data_dir: str = "data/tokenized", jsonl: str | None = None, source_dir: str | None = None,
-        vocab_size: int = 8192, val_fraction: float = 0.1, demo_modules: int = 320, max_sample_tokens: int = 2048,
-        overwrite: bool = False, batch_size: int = 32, val_batch_size: int | None = None, max_len: int = 512,
-        packing: bool = False, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2, seed: int = 0,
-        tasks: Sequence[str] | None = None, mlm_rate: float = 0.15, prepare: bool = True,
-        contrastive: dict | None = None,
+        self, data_dir: str = "data/tokenized", jsonl=None, source_dir=None,
+        vocab_size: int = 8192, val_fraction: float = 0.1, test_fraction: float = 0.0, demo_modules: int = 320,
+        max_sample_tokens: int = 2048, overwrite: bool = False, batch_size: int = 32, val_batch_size: int | None = None,
+        max_len: int = 512, packing: bool = False, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2,
+        seed: int = 0, tasks: Sequence[str] | None = None, mlm_rate: float = 0.15, prepare: bool = True,
+        contrastive: dict | None = None, licenses=None, dedup: dict | None = None, filters: dict | None = None,
+        labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20, tokenizer_sample_mb: float = 32.0,
+        shard_tokens: int = 1 << 28, workers: int | None = None, mining: dict | None = None,
     ):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.recipe = recipe(
-            jsonl=jsonl, source_dir=source_dir, vocab_size=vocab_size, val_fraction=val_fraction, seed=seed,
-            demo_modules=demo_modules, max_sample_tokens=max_sample_tokens,
+            jsonl=jsonl, source_dir=source_dir, vocab_size=vocab_size, val_fraction=val_fraction,
+            test_fraction=test_fraction, seed=seed, demo_modules=demo_modules, max_sample_tokens=max_sample_tokens,
+            licenses=licenses, dedup=dedup, filters=filters, labeler=labeler, split_by=split_by,
+            min_projects=min_projects, tokenizer_sample_mb=tokenizer_sample_mb, shard_tokens=shard_tokens, mining=mining,
         )
+        self.workers = workers
         self.overwrite, self.prepare = overwrite, prepare
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.max_len, self.packing, self.shuffle, self.drop_last = max_len, packing, shuffle, drop_last
@@ -468,17 +518,16 @@ class ElixirDataModule(L.LightningDataModule):
         if not self.prepare:  # a dataset prepared elsewhere (shared, read-only): use it as it is
             self.meta = tokenized.read_meta(self.data_dir)
             return
-        self.meta = ensure_prepared(self.data_dir, self.recipe, overwrite=self.overwrite)
+        self.meta = ensure_prepared(self.data_dir, self.recipe, overwrite=self.overwrite, workers=self.workers)
         if self.contrastive is not None:
             self.prepare_pairs(overwrite=self.overwrite)
         self.overwrite = False  # prepared once per run, not again at every trainer stage
 
     def train_records(self) -> list[dict]:
-        """The corpus records of the training split (what contrastive anchors are drawn from)."""
-        from elixir_coder.corpus.prepare import _split_of, load_records
+        """The demo/JSONL records of the training split (what contrastive anchors are drawn from)."""
+        from elixir_coder.corpus.prepare import load_records
 
-        rec = self.recipe
-        return [r for i, r in enumerate(load_records(rec)) if _split_of(r, i, rec["seed"], rec["val_fraction"]) == "train"]
+        return [r for r in load_records(self.recipe) if r["_split"] == "train"]
 
     def prepare_pairs(self, overwrite: bool = False) -> None:
         from elixir_coder.training.contrastive import prepare_pairs

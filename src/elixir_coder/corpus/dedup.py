@@ -1,0 +1,78 @@
+"""Exact and near-duplicate detection of source files, before the split.
+
+Exact duplicates share a hash of their normalised text (comments and whitespace removed), so a
+re-indented or re-commented copy is still one. Near duplicates are found with MinHash LSH
+(``datasketch``) over word 5-gram shingles: a file whose estimated Jaccard similarity to a
+file kept earlier reaches ``threshold`` is dropped, whichever project it is in. The first
+copy in the corpus's fixed order (projects by name, files by path) is the one kept, so the
+result does not depend on how the work was spread over processes.
+
+Signatures are computed in the worker processes; only the LSH index (a few hundred bytes per
+kept file) lives in the main process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+_COMMENT = re.compile(r"(?m)#[^\n\"']*$")
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """``data.dedup`` in the config."""
+
+    exact: bool = True
+    near: bool = True
+    threshold: float = 0.85  # estimated Jaccard similarity of 5-gram shingles
+    num_perm: int = 64
+    shingle: int = 5
+
+
+def normalise(text: str) -> str:
+    return " ".join(_COMMENT.sub("", text).split())
+
+
+def content_hash(text: str) -> bytes:
+    return hashlib.blake2b(normalise(text).encode(), digest_size=16).digest()
+
+
+def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
+    """MinHash values of the file's word shingles (None for files too short to shingle)."""
+    words = _WORD.findall(text)
+    if len(words) < cfg.shingle:
+        return None
+    shingles = {" ".join(words[i : i + cfg.shingle]).encode() for i in range(len(words) - cfg.shingle + 1)}
+    m = MinHash(num_perm=cfg.num_perm, seed=1, scheme="affine32")
+    m.update_batch(list(shingles))
+    return m.hashvalues.astype(np.uint64)
+
+
+class Deduplicator:
+    """Decides, file by file in corpus order, whether a file is new, an exact or a near duplicate."""
+
+    def __init__(self, cfg: DedupConfig):
+        self.cfg = cfg
+        self.seen: set[bytes] = set()
+        self.lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) if cfg.near else None
+        self._n = 0
+
+    def check(self, digest: bytes, sig: np.ndarray | None) -> str | None:
+        """``None`` to keep the file, else the reason it is dropped."""
+        if self.cfg.exact:
+            if digest in self.seen:
+                return "duplicate_exact"
+            self.seen.add(digest)
+        if self.lsh is not None and sig is not None:
+            m = MinHash(num_perm=self.cfg.num_perm, seed=1, hashvalues=sig, scheme="affine32")
+            if self.lsh.query(m):
+                return "duplicate_near"
+            self.lsh.insert(str(self._n), m, check_duplication=False)
+            self._n += 1
+        return None

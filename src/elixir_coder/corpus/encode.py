@@ -1,0 +1,171 @@
+"""Records to token samples, with long records split into several samples, never truncated.
+
+A sample is ``[<bos>, <task:...>, prompt..., <sep>, completion..., <eos>]`` (generation) or
+``[<bos>, <task:...>, text..., <eos>]`` (classification). A generation record longer than
+``max_sample_tokens`` becomes several samples, each with the record's prompt and a consecutive
+piece of its completion, cut where a top-level definition starts (the lines the Elixir parser
+reports for the file) and, where a single definition is still too long, at a token window.
+Only the last piece ends with ``<eos>``. Every completion token lands in exactly one sample.
+
+What cannot be split honestly is counted instead: a classification text over the limit (its
+labels speak of the whole text), and prompt tokens beyond half a sample (context only: the LM
+loss is on the completion, so the prompt keeps its last tokens).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from elixir_coder.corpus import tokenized
+from elixir_coder.corpus.tokenizer import BOS, EOS, SEP
+from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
+
+# Byte-level BPE tokens of code are a few characters long: a prompt's head beyond this many
+# characters per kept token would be cut after tokenizing anyway, so it is cut before (counted).
+_MAX_CHARS_PER_TOKEN = 16
+
+
+def label_bits(labels: Sequence[str], vocab: Sequence[str]) -> int:
+    bits = 0
+    for label in labels:
+        bits |= 1 << vocab.index(label)
+    return bits
+
+
+_ATTRIBUTE = re.compile(r"\s*@\w")
+
+
+def line_starts(text: str, lines: Sequence[int]) -> list[int]:
+    """Character offsets where the given 1-based lines start, leaving out a line whose form
+    follows an attribute form (``@doc``, ``@spec``, ...): a definition stays with its attributes."""
+    starts, pos = [0], 0
+    while True:
+        pos = text.find("\n", pos) + 1
+        if pos == 0:
+            break
+        starts.append(pos)
+    out, previous = [], None
+    for n in sorted(set(lines)):
+        if not 1 <= n <= len(starts):
+            continue
+        if previous is None or not _ATTRIBUTE.match(text, starts[previous - 1]):
+            if n > 1:
+                out.append(starts[n - 1])
+        previous = n
+    return out
+
+
+def cut_points(token_starts: Sequence[int], boundary_chars: Sequence[int], budget: int) -> tuple[list[int], int]:
+    """Token indices where pieces of at most ``budget`` tokens begin (0 first), and how many of
+    the cuts fall inside a definition.
+
+    Greedy: each piece ends at the last definition boundary that still fits, or at ``budget``
+    tokens when no boundary does.
+    """
+    n = len(token_starts)
+    boundary_tokens = sorted({bisect.bisect_left(token_starts, c) for c in boundary_chars} - {0, n})
+    cuts, start, inside = [0], 0, 0
+    while n - start > budget:
+        k = bisect.bisect_right(boundary_tokens, start + budget) - 1
+        if k >= 0 and boundary_tokens[k] > start:
+            nxt = boundary_tokens[k]
+        else:
+            nxt, inside = start + budget, inside + 1
+        cuts.append(nxt)
+        start = nxt
+    return cuts, inside
+
+
+class Encoder:
+    """Tokenizes records of one work item and appends their samples to flat per-split buffers."""
+
+    def __init__(self, tok: Tokenizer, special: dict[str, int], max_sample_tokens: int, stats: Counter):
+        self.tok, self.max = tok, max_sample_tokens
+        self.bos, self.eos, self.sep = special[BOS], special[EOS], special[SEP]
+        self.task_ids = {t: special[f"<task:{t}>"] for t in TASKS}
+        self.stats = stats
+        self.tokens: list[np.ndarray] = []
+        self.rows: list[tuple] = []
+
+    def add(self, records: list[dict], license_id: int = 0, source_id: int = 0) -> None:
+        """Encode ``records``; each may carry ``boundaries`` (1-based lines of its completion where
+        definitions start) and ``_license`` (overrides ``license_id``)."""
+        # Mined records repeat text (a module is one sample's completion and another's prompt; a
+        # unit is classified for quality and for security): each distinct text is tokenized once.
+        # Prompts are context only, kept to their last tokens, so their head is not tokenized.
+        keep_chars = self.max * _MAX_CHARS_PER_TOKEN
+        texts: dict[str, None] = {}
+        for r in records:
+            if r["task"] in GENERATION_TASKS:
+                texts[r["prompt"][-keep_chars:]] = None
+                if not r.get("boundaries"):
+                    texts[r["completion"]] = None
+            else:
+                texts[r["text"]] = None
+        ids = dict(zip(texts, (e.ids for e in self.tok.encode_batch_fast(list(texts), add_special_tokens=False))))
+        for r in records:
+            lic = r.get("_license", license_id)
+            if r["task"] in GENERATION_TASKS:
+                prompt = r["prompt"]
+                if len(prompt) > keep_chars:
+                    self.stats["prompt_context_chars_cut"] += len(prompt) - keep_chars
+                self._generation(r, ids[prompt[-keep_chars:]], ids.get(r["completion"]), lic, source_id)
+            else:
+                self._classification(r, ids[r["text"]], lic, source_id)
+
+    def _row(self, ids: list[int], prompt_len: int, r: dict, license_id: int, source_id: int) -> None:
+        task = r["task"]
+        self.tokens.append(np.asarray(ids, dtype=np.int64))
+        q = label_bits(r.get("labels", []), QUALITY_LABELS) if task == "quality" else 0
+        s = label_bits(r.get("labels", []), SECURITY_LABELS) if task == "security" else 0
+        self.rows.append((0, len(ids), prompt_len, TASKS.index(task), license_id, source_id, q, s))
+        self.stats[f"samples/{task}"] += 1
+        self.stats[f"tokens/{task}"] += len(ids)
+
+    def _generation(self, r: dict, prompt: list[int], ids: list[int] | None, license_id: int, source_id: int) -> None:
+        head = [self.bos, self.task_ids[r["task"]]]
+        keep = max(self.max // 2 - len(head) - 1, 0)
+        if len(prompt) > keep:  # context only (no loss on the prompt): keep its last tokens
+            self.stats["prompt_tokens_cut"] += len(prompt) - keep
+            prompt = prompt[len(prompt) - keep :]
+        body = head + prompt + [self.sep]
+        text = r["completion"]
+        encoding = None
+        if ids is None:  # a long file: its offsets map definition boundaries to tokens
+            encoding = self.tok.encode(text, add_special_tokens=False)
+            ids = encoding.ids
+        budget = self.max - len(body) - 1
+        if len(ids) <= budget:
+            self._row(body + ids + [self.eos], len(body), r, license_id, source_id)
+            return
+        starts = [o[0] for o in encoding.offsets] if encoding is not None else list(range(len(ids)))
+        cuts, inside = cut_points(starts, line_starts(text, r.get("boundaries", ())) if encoding is not None else [], budget)
+        self.stats["records_split"] += 1
+        self.stats["pieces_from_split_records"] += len(cuts)
+        self.stats["pieces_cut_inside_a_definition"] += inside
+        for k, start in enumerate(cuts):
+            end = cuts[k + 1] if k + 1 < len(cuts) else len(ids)
+            tail = [self.eos] if end == len(ids) else []
+            self._row(body + ids[start:end] + tail, len(body), r, license_id, source_id)
+
+    def _classification(self, r: dict, text: list[int], license_id: int, source_id: int) -> None:
+        ids = [self.bos, self.task_ids[r["task"]]] + text + [self.eos]
+        if len(ids) > self.max:
+            self.stats[f"skipped/{r['task']}_text_over_max_sample_tokens"] += 1
+            return
+        self._row(ids, len(ids), r, license_id, source_id)
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """The buffered samples as (flat tokens, index rows with offsets), and clear the buffers."""
+        index = np.array(self.rows, dtype=tokenized.INDEX_DTYPE) if self.rows else np.zeros(0, tokenized.INDEX_DTYPE)
+        if len(index):
+            index["offset"] = np.cumsum(index["length"].astype(np.int64)) - index["length"]
+        tokens = np.concatenate(self.tokens) if self.tokens else np.zeros(0, np.int64)
+        self.tokens, self.rows = [], []
+        return tokens, index
