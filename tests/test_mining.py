@@ -34,6 +34,9 @@ SHOP = '''defmodule Shop do
     a + b
   end
 
+  @doc "Doubles a price."
+  def double(x), do: x * 2
+
   @doc false
   def internal(x), do: x
 
@@ -144,10 +147,11 @@ def test_code_generation_has_every_file_whole_and_documented_functions(project):
     files = only(records, "code_generation", "file")
     assert {r["source"]: r["completion"] for r in files} == project
     assert all(r["prompt"] == "" for r in files)
-    (add,) = only(records, "code_generation", "documented_function", "lib/shop.ex")
+    add, double = only(records, "code_generation", "documented_function", "lib/shop.ex")
     assert add["prompt"].startswith('  @doc """\n  Adds two prices.')
     assert add["prompt"].endswith("  @spec add(integer, integer) :: integer\n  def add(a, b) do\n")
     assert add["completion"] == "    a + b\n  end\n"
+    assert double["prompt"] == '  @doc "Doubles a price."\n  def double(x), do:' and double["completion"] == " x * 2\n"
     (read,) = only(records, "code_generation", "documented_function", "lib/shop/files.ex")
     assert read["prompt"].endswith("def read(path) do\n") and read["completion"] == "    File.read!(path)\n  end\n"
 
@@ -171,6 +175,39 @@ def test_test_generation_pairs_modules_with_tests_describes_and_doctests(project
     assert stats["test_file_without_module"] == 1  # test/orphan_test.exs
     assert stats["describe_not_function"] == 1  # "when empty"
     assert stats["describe_function_not_found"] == 1  # "missing/3"
+
+
+@pytest.mark.parametrize(
+    "lib, test",
+    [
+        ("apps/billing/lib/billing/invoice.ex", "apps/billing/test/billing/invoice_test.exs"),  # umbrella
+        ("lib/elixir/lib/invoice.ex", "lib/elixir/test/elixir/invoice_test.exs"),  # the Elixir repository
+        ("lib/invoicing.ex", "test/whatever_test.exs"),  # no path match: by the test module's name
+    ],
+)
+def test_test_files_pair_in_umbrellas_side_by_side_apps_and_by_module_name(lib, test):
+    files = {
+        lib: "defmodule Billing.Invoice do\n  def total(x), do: x\nend\n",
+        test: 'defmodule Billing.InvoiceTest do\n  use ExUnit.Case\n\n  describe "total/1" do\n    test "t" do\n'
+        "      assert Billing.Invoice.total(1) == 1\n    end\n  end\nend\n",
+    }
+    records, stats = mine(files)
+    assert [(r["prompt"], r["completion"]) for r in only(records, "test_generation", "test_file")] == [(files[lib], files[test])]
+    (describe,) = only(records, "test_generation", "describe_block")
+    assert describe["prompt"] == "  def total(x), do: x\n" and describe["source"] == test
+    assert not stats["test_file_without_module"]
+
+
+def test_protocols_and_implementations_are_modules():
+    code = (
+        'defprotocol Priced do\n  @moduledoc "Things with a price."\n\n  @doc "The price."\n  def price(item)\nend\n\n'
+        "defimpl Priced, for: Map do\n  def price(map), do: map.price\nend\n"
+    )
+    records, stats = mine({"lib/priced.ex": code}, classify_fraction=1.0)
+    assert [r["completion"] for r in only(records, "explanation", "moduledoc")] == ["Things with a price.\n"]
+    assert [r["completion"] for r in only(records, "explanation", "function_doc")] == ["The price.\n"]
+    assert stats["documented_function_without_body"] == 1  # a protocol function has no body to generate
+    assert [r["text"].splitlines()[0] for r in records if r["task"] == "quality"] == ["defprotocol Priced do", "defimpl Priced, for: Map do"]
 
 
 def test_explanation_takes_moduledoc_and_doc_text_out_of_the_code(project):
@@ -221,6 +258,13 @@ def test_classify_fraction_samples_units_and_counts_the_rest(project):
     assert not [r for r in records if r["task"] in ("quality", "security")]
     assert stats["classification_unit_not_sampled"] == units
     assert mine(project, classify_fraction=0.5) == mine(project, classify_fraction=0.5)  # deterministic
+
+
+def test_bad_mining_settings_are_refused():
+    with pytest.raises(DataError, match="classify_fraction=1.5"):
+        mine({"lib/a.ex": "x = 1\n"}, classify_fraction=1.5)
+    with pytest.raises(DataError, match="classify_max_lines=0"):
+        mine({"lib/a.ex": "x = 1\n"}, classify_max_lines=0)
 
 
 def test_unlabelable_text_is_counted_not_called_clean():

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 DEF_RE = re.compile(
     r"^[ \t]*(?P<word>defp?|defmacrop?|defguardp?|defdelegate|defn|defnp)\s+(?P<name>[a-z_][\w]*[?!]?)(?P<rest>.*)$"
 )
-MODULE_RE = re.compile(r"^[ \t]*defmodule\s+(?P<name>[A-Z]\w*(?:\.[A-Z]\w*)*)\s+do\s*(?:#.*)?$")
+_ALIAS = r"[A-Z]\w*(?:\.[A-Z]\w*)*"
+# defmodule, defprotocol and defimpl (named after protocol and type, as Elixir names it).
+MODULE_RE = re.compile(
+    rf"^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{_ALIAS})(?:\s*,\s*for:\s*(?P<for>{_ALIAS}))?\s+do\s*(?:#.*)?$"
+)
 BLOCK_OPEN_RE = re.compile(r"(?:^|[\s)\]}])do\s*(?:#.*)?$")
 DOC_HEREDOC_RE = re.compile(r"""^[ \t]*@(?P<attr>moduledoc|doc)\s+(?:~[sS])?(?:\"\"\"|''')\s*$""")
 DOC_LINE_RE = re.compile(r'^[ \t]*@(?P<attr>moduledoc|doc)\s+(?P<sigil>~[sS])?"(?P<body>(?:[^"\\]|\\.)*)"\s*$')
@@ -183,7 +187,8 @@ class Layout:
                 current.clauses.append((k, end, do))
                 pending = []
             elif mm:
-                child = Module(f"{mod.name}.{mm.group('name')}".lstrip("."), k, end)
+                name = ".".join(x for x in (mod.name, mm.group("name"), mm.group("for")) if x)
+                child = Module(name, k, end)
                 if self.do_line(k, end) is not None:
                     self._statements(child, k + 1, end - 1)
                     mod.children.append(child)

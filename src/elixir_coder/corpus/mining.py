@@ -35,11 +35,13 @@ from collections.abc import Iterator, Mapping
 
 from elixir_coder.corpus.labelers import Labeler, make_labeler
 from elixir_coder.corpus.layout import DESCRIBE_RE, Function, Layout, Module
+from elixir_coder.errors import DataError
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS
 
 CLASSIFY_MAX_LINES = 200  # data.mining.classify_max_lines
 CLASSIFY_FRACTION = 0.1  # data.mining.classify_fraction
 _IEX = re.compile(r"^\s*iex(?:\(\d+\))?>")
+_ONE_LINE_DO = re.compile(r"(?:,\s*|^\s*)do:")
 _HEADING = re.compile(r"^\s*#+\s")
 _FUN_ARITY = re.compile(r"^(?:(?P<module>[A-Z][\w]*(?:\.[A-Z]\w*)*)\.)?(?P<name>[a-z_]\w*[?!]?)/(?P<arity>\d+)\b")
 
@@ -53,6 +55,10 @@ def mine_project(
     classify_fraction: float = CLASSIFY_FRACTION,
 ) -> Iterator[dict]:
     """Records of all tasks from one project's ``.ex``/``.exs`` files (relative posix path -> text)."""
+    if not 0.0 <= classify_fraction <= 1.0:
+        raise DataError(f"classify_fraction={classify_fraction}: must be between 0 and 1")
+    if classify_max_lines < 1:
+        raise DataError(f"classify_max_lines={classify_max_lines}: must be at least 1")
     stats = stats if stats is not None else Counter()
     labeler = labeler if labeler is not None else make_labeler("detectors")
     layouts: dict[str, Layout] = {}
@@ -61,12 +67,12 @@ def mine_project(
             layouts[path] = Layout(files[path])
         else:
             stats["blank_file"] += 1
-    modules = {name: (path, mod) for path, lay in layouts.items() if not _is_test(path) for mod, name in _walk(lay.modules)}
+    modules = {mod.name: (path, mod) for path, lay in layouts.items() if not _is_test(path) for mod in _walk(lay.modules)}
     units: list[tuple[str, str, str]] = []  # (path, kind, text) to classify
     for path, lay in layouts.items():
         stats["unclosed_block"] += lay.unclosed
         yield _gen("code_generation", "", files[path], path, "file")
-        for mod, _ in _walk(lay.modules):
+        for mod in _walk(lay.modules):
             yield from _module_records(path, lay, mod, stats)
         for fun in lay.loose.functions:
             yield from _function_records(path, lay, fun, stats)
@@ -84,9 +90,9 @@ def _is_test(path: str) -> bool:
     return path.endswith("_test.exs")
 
 
-def _walk(mods: list[Module]) -> Iterator[tuple[Module, str]]:
+def _walk(mods: list[Module]) -> Iterator[Module]:
     for mod in mods:
-        yield mod, mod.name
+        yield mod
         yield from _walk(mod.children)
 
 
@@ -112,17 +118,33 @@ def _function_records(path: str, lay: Layout, fun: Function, stats: Counter) -> 
     if doc.text is None:
         stats[doc.reason] += 1
         return
-    block = next((do for _, _, do in fun.clauses if do is not None), None)
-    if block is None:
-        stats["documented_function_without_block"] += 1
+    split = _body_split(lay, fun)
+    if split is None:
+        stats["documented_function_without_body"] += 1  # protocol functions, bodiless heads
     else:
-        yield _gen("code_generation", lay.text(fun.start, block), lay.text(block + 1, fun.end), path, "documented_function")
+        yield _gen("code_generation", split[0], split[1], path, "documented_function")
     doc_lines = set(range(doc.start, doc.end + 1))
     yield _gen("explanation", lay.text(fun.start, fun.end, doc_lines), doc.text + "\n", path, "function_doc")
     examples, removed = _doctests(lay, doc.body_start, doc.end)
     if examples:
         prompt = re.sub(r"\n{3,}", "\n\n", lay.text(fun.start, fun.end, removed))
         yield _gen("test_generation", prompt, "\n\n".join(examples) + "\n", path, "doctest")
+
+
+def _body_split(lay: Layout, fun: Function) -> tuple[str, str] | None:
+    """(doc, attributes and head up to ``do``, the rest) of a function: the first clause with a
+    ``do`` block, else the first ``, do:`` one-liner; None when no clause has a body."""
+    block = next((do for _, _, do in fun.clauses if do is not None), None)
+    if block is not None:
+        return lay.text(fun.start, block), lay.text(block + 1, fun.end)
+    for start, end, _ in fun.clauses:
+        for k in range(start, end + 1):
+            m = _ONE_LINE_DO.search(lay.lines[k])
+            if m:
+                head = lay.text(fun.start, k - 1) if k > fun.start else ""
+                rest = lay.lines[k][m.end() :] + "\n" + (lay.text(k + 1, fun.end) if k < fun.end else "")
+                return head + lay.lines[k][: m.end()], rest
+    return None
 
 
 def _doctests(lay: Layout, lo: int, hi: int) -> tuple[list[str], set[int]]:
@@ -163,9 +185,13 @@ def _lib_for_test(path: str, files: Mapping[str, str]) -> str | None:
     return None
 
 
-def _test_records(path, lay, files, layouts, modules, stats) -> Iterator[dict]:
+def _test_records(
+    path: str, lay: Layout, files: Mapping[str, str], layouts: dict[str, Layout], modules: dict[str, tuple[str, Module]],
+    stats: Counter,
+) -> Iterator[dict]:
+    """The test file with its module, and each ``describe "fun/arity"`` block with its function."""
     lib = _lib_for_test(path, files)
-    tested = [mod.name[: -len("Test")] for mod, _ in _walk(lay.modules) if mod.name.endswith("Test")]
+    tested = [mod.name[: -len("Test")] for mod in _walk(lay.modules) if mod.name.endswith("Test")]
     if lib is None:
         lib = next((modules[name][0] for name in tested if name in modules), None)
     if lib is None:
@@ -175,7 +201,7 @@ def _test_records(path, lay, files, layouts, modules, stats) -> Iterator[dict]:
     targets = [modules[name] for name in tested if name in modules]
     if lib is not None:
         targets += [(lib, mod) for mod in layouts[lib].modules]
-    for test_mod, _ in _walk(lay.modules):
+    for test_mod in _walk(lay.modules):
         for start, end, first in test_mod.blocks:
             title = DESCRIBE_RE.match(first)
             if title is None:
@@ -185,19 +211,19 @@ def _test_records(path, lay, files, layouts, modules, stats) -> Iterator[dict]:
                 stats["describe_not_function"] += 1
                 continue
             where = [modules[want.group("module")]] if want.group("module") in modules else targets
-            found = _find_function(where, want.group("name"), int(want.group("arity")), layouts)
-            if found is None:
+            function = _find_function(where, want.group("name"), int(want.group("arity")), layouts)
+            if function is None:
                 stats["describe_function_not_found"] += 1
                 continue
-            src_path, text = found
-            yield _gen("test_generation", text, lay.text(start, end), path, "describe_block")
+            yield _gen("test_generation", function, lay.text(start, end), path, "describe_block")
 
 
-def _find_function(where, name: str, arity: int, layouts) -> tuple[str, str] | None:
+def _find_function(where: list[tuple[str, Module]], name: str, arity: int, layouts: dict[str, Layout]) -> str | None:
+    """Source of the first function ``name/arity`` in the candidate modules."""
     for src_path, mod in where:
         for fun in mod.functions:
             if fun.name == name and arity in layouts[src_path].arities(fun):
-                return src_path, layouts[src_path].text(fun.start, fun.end)
+                return layouts[src_path].text(fun.start, fun.end)
     return None
 
 
