@@ -200,7 +200,7 @@ def _test_records(
         yield _gen("test_generation", files[lib], files[path], path, "test_file")
     targets = [modules[name] for name in tested if name in modules]
     if lib is not None:
-        targets += [(lib, mod) for mod in layouts[lib].modules]
+        targets += [(lib, mod) for mod in layouts[lib].modules if (lib, mod) not in targets]
     for test_mod in _walk(lay.modules):
         for start, end, first in test_mod.blocks:
             title = DESCRIBE_RE.match(first)
