@@ -267,6 +267,12 @@ def test_bad_mining_settings_are_refused():
         mine({"lib/a.ex": "x = 1\n"}, classify_max_lines=0)
 
 
+def test_a_block_without_its_end_is_counted_not_guessed():
+    records, stats = mine({"lib/a.ex": 'defmodule A do\n  @moduledoc "A."\n\n  def f(x) do\n    x\n'}, classify_fraction=1.0)
+    assert stats["unclosed_block"] == 1 and stats["unlabelable_for_classification"] == 1
+    assert [r["kind"] for r in records] == ["file"]
+
+
 def test_unlabelable_text_is_counted_not_called_clean():
     labeler = DetectorLabeler()
     clean = "defmodule A do\n  @moduledoc false\n  def f(x), do: x\nend\n"
