@@ -310,6 +310,15 @@ def test_credo_sobelow_absent_names_what_to_install(monkeypatch, tmp_path):
         make_labeler("pylint")
 
 
+@pytest.mark.elixir
+def test_a_tool_that_prints_no_report_is_an_error_not_all_clean(tmp_path):
+    broken = tmp_path / "credo"
+    broken.write_text("#!/bin/sh\necho 'escript: exception error: undef' >&2\nexit 127\n")
+    broken.chmod(0o755)
+    with pytest.raises(DataError, match="credo: printed no JSON report .exit 127: escript: exception error"):
+        CredoSobelowLabeler(credo=str(broken), sobelow=str(broken)).label([FILES])
+
+
 def _missing_tools() -> list[str]:
     return [env for env, exe in (("CREDO", "credo"), ("SOBELOW", "sobelow")) if not (os.environ.get(env) or shutil.which(exe))]
 

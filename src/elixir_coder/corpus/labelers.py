@@ -133,16 +133,22 @@ class CredoSobelowLabeler:
         return out
 
     def _run(self, argv: list[str], cwd: Path) -> dict:
+        """The tool's JSON report; a tool that fails or prints no report raises (never "all clean")."""
         try:
             proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=self.timeout, check=False)
         except OSError as exc:
             raise DataError(f"{argv[0]}: cannot run it ({exc.strerror})") from exc
-        start = proc.stdout.find("{")
+        except subprocess.TimeoutExpired as exc:
+            raise DataError(f"{argv[0]}: no report after {self.timeout:.0f} s on one batch") from exc
+        start = proc.stdout.find("{")  # Sobelow may print a notice before its report
         try:
-            return json.loads(proc.stdout[start:]) if start >= 0 else {}
-        except json.JSONDecodeError as exc:
+            report = json.loads(proc.stdout[start:]) if start >= 0 else None
+        except json.JSONDecodeError:
+            report = None
+        if not isinstance(report, dict):
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise DataError(f"{argv[0]} {argv[1]}: output is not JSON (exit {proc.returncode}: {tail[0]})") from exc
+            raise DataError(f"{argv[0]}: printed no JSON report (exit {proc.returncode}: {tail[0]})")
+        return report
 
     @staticmethod
     def _add(out: list, filename: str, check: str, slot: int, vocab: tuple[str, ...], tool: str, stats: Counter) -> None:
@@ -155,10 +161,11 @@ class CredoSobelowLabeler:
             out[int(m.group(1))][slot].add(check)
 
 
+LABELERS = {"detectors": DetectorLabeler, "credo_sobelow": CredoSobelowLabeler}
+
+
 def make_labeler(name: str) -> Labeler:
     """``detectors`` (default) or ``credo_sobelow`` (``data.labeler``)."""
-    if name == "detectors":
-        return DetectorLabeler()
-    if name == "credo_sobelow":
-        return CredoSobelowLabeler()
-    raise DataError(f"data.labeler={name!r}: unknown labeler; choose detectors or credo_sobelow")
+    if name not in LABELERS:
+        raise DataError(f"data.labeler={name!r}: unknown labeler; choose one of {', '.join(LABELERS)}")
+    return LABELERS[name]()

@@ -82,6 +82,7 @@ class Layout:
         ]
         self.ext = list(range(n))  # last line of the heredoc opened on a line
         self.unclosed = 0  # blocks opened with `do` whose `end` was not found
+        self.unattached_docs = 0  # @doc not followed by a def (e.g. defs generated in a `for`)
         quoted = [i for i, line in enumerate(lines) if ('"""' in line or "'''" in line) and (line.count('"""') + line.count("'''")) % 2]
         for opener, closer in zip(quoted[::2], quoted[1::2]):
             self.ext[opener] = closer
@@ -196,8 +197,10 @@ class Layout:
             else:
                 if end > k:
                     mod.blocks.append((k, end, line.strip()))
+                self.unattached_docs += any(a == "doc" for _, _, a in pending)
                 pending, current = [], None
             k = end + 1
+        self.unattached_docs += any(a == "doc" for _, _, a in pending)
 
     def _doc(self, start: int, end: int) -> Doc:
         line = self.lines[start]

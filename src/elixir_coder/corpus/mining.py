@@ -23,7 +23,8 @@ What each task learns from (``kind`` names the source, and the preparation repor
   question that resolves it; clarification records come from JSONL only.
 
 Everything looked at and not mined is counted in ``stats`` by reason: ``blank_file``,
-``unclosed_block`` (a ``do`` without its ``end`` at the same indentation), ``module_without_moduledoc``,
+``unclosed_block`` (a ``do`` without its ``end`` at the same indentation), ``doc_without_function``
+(a ``@doc`` above generated code), ``module_without_moduledoc``,
 ``moduledoc_false``, ``doc_false``, ``empty_doc``, ``doc_not_literal``, ``public_function_without_doc``,
 ``documented_function_without_body``, ``test_file_without_module``, ``describe_not_function``,
 ``describe_function_not_found``, ``classification_unit_too_long``, ``classification_unit_not_sampled``,
@@ -79,6 +80,7 @@ def mine_project(
     units: list[tuple[str, str, str]] = []  # (path, kind, text) to classify
     for path, lay in layouts.items():
         stats["unclosed_block"] += lay.unclosed
+        stats["doc_without_function"] += lay.unattached_docs
         yield _gen("code_generation", "", files[path], path, "file")
         for mod in _walk(lay.modules):
             yield from _module_records(path, lay, mod, stats)
