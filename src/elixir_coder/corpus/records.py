@@ -1,8 +1,9 @@
 """Corpus records: the JSONL schema, its validation, and ingestion of a tree of Elixir files.
 
 A record is one line of JSON: ``task``, ``prompt`` + ``completion`` for generation tasks, or
-``text`` + ``labels`` for classification tasks, and an optional ``source`` (the file it came
-from, used to keep all records of one file in the same split).
+``text`` + ``labels`` for classification tasks, an optional ``source`` (the file it came
+from, used to keep all records of one file in the same split) and an optional ``kind`` (what a
+mined record was made from, see ``corpus/mining.py``). Other keys are kept as they are.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def validate_record(record: object, where: str) -> dict:
         unknown = [x for x in labels if x not in LABELS_OF[task]]
         if unknown:
             raise DataError(f"{where}: unknown {task} label {unknown[0]!r}; known: {', '.join(sorted(LABELS_OF[task]))}")
-    if "source" in record and not isinstance(record["source"], str):
-        raise DataError(f"{where}: 'source' must be a string")
+    for key in ("source", "kind"):  # kind: what a mined record came from (counted in the report)
+        if key in record and not isinstance(record[key], str):
+            raise DataError(f"{where}: {key!r} must be a string")
     return record
 
 
