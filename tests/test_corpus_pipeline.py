@@ -155,7 +155,7 @@ def _splits(seed: int, opts: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def prepared(corpus, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("tok") / "data"
-    meta = prepare(out, rec_for(corpus), workers=2, log=lambda _: None)
+    meta = prepare(out, rec_for(corpus), workers=2)
     return out, meta
 
 
@@ -237,7 +237,7 @@ def test_verify_checks_the_report(prepared):
 
 def test_same_corpus_gives_identical_files_whatever_the_worker_count(corpus, prepared, tmp_path):
     out, _ = prepared
-    meta = prepare(tmp_path / "one", rec_for(corpus), workers=1, log=lambda _: None)
+    meta = prepare(tmp_path / "one", rec_for(corpus), workers=1)
     for split, info in meta["splits"].items():
         for shard in info["shards"]:
             for kind in ("bin", "idx"):
@@ -259,7 +259,7 @@ def test_hex_tarballs_and_license_filter(tmp_path):
     assert {(p.name, p.license) for p in projects} == {
         ("plug_x-1.0.0", "Apache-2.0"), ("ecto_y-1.1.0", "MIT"), ("gpl_z-1.2.0", "GPL-3.0"), ("other-1.3.0", "Apache-2.0")}
     meta = prepare(tmp_path / "tok", rec_for(root, licenses=["Apache-2.0", "MIT"], val_fraction=0.3, test_fraction=0.0, seed=1),
-                   workers=1, log=lambda _: None)
+                   workers=1)
     report = meta["report"]
     assert report["sources"]["hex_packages"] == 3
     assert report["files"]["skipped"]["license_not_allowed"] == 1
@@ -272,7 +272,7 @@ def test_jsonl_and_source_dir_mix_in_one_run(corpus, tmp_path):
     jsonl = tmp_path / "extra.jsonl"
     jsonl.write_text("".join(json.dumps({"task": "clarification", "prompt": f"Write a cache {i}", "completion": f"TTL for {i}?",
                                          "source": f"q{i}"}) + "\n" for i in range(40)))
-    meta = prepare(tmp_path / "tok", rec_for(corpus, jsonl=str(jsonl)), workers=1, log=lambda _: None)
+    meta = prepare(tmp_path / "tok", rec_for(corpus, jsonl=str(jsonl)), workers=1)
     tasks = {t for s in meta["splits"].values() for t, n in s["tasks"].items() if n}
     assert {"clarification", "code_generation"} <= tasks
 
@@ -289,7 +289,7 @@ def test_cut_points_prefer_boundaries_and_fall_back_to_windows():
 def test_source_dir_without_elixir_files_is_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no .ex or .exs files"):
-        prepare(tmp_path / "tok", rec_for(tmp_path / "empty"), workers=1, log=lambda _: None)
+        prepare(tmp_path / "tok", rec_for(tmp_path / "empty"), workers=1)
     assert not (tmp_path / "tok").exists()
 
 
@@ -297,3 +297,18 @@ def test_every_task_id_in_the_index_is_known(prepared):
     out, meta = prepared
     arrays = tokenized.open_split(out, "train", meta["vocab_size"], meta)
     assert arrays.index["task"].max() < len(TASKS)
+
+
+@pytest.mark.slow
+def test_distributed_stages_on_datatrove_local_executor_match_prepare(corpus, prepared, tmp_path):
+    from elixir_coder.corpus.distributed import executors
+
+    out, meta = prepared
+    stages = executors(rec_for(corpus), tmp_path / "work", tmp_path / "data", tasks=2, workers=2)
+    stages[-1].run()
+    got = tokenized.read_meta(tmp_path / "data")
+    assert got["splits"].keys() == meta["splits"].keys()
+    for split, info in meta["splits"].items():
+        assert [s["bin_sha256"] for s in got["splits"][split]["shards"]] == [s["bin_sha256"] for s in info["shards"]]
+        assert [s["idx_sha256"] for s in got["splits"][split]["shards"]] == [s["idx_sha256"] for s in info["shards"]]
+    assert got["report"]["files"] == meta["report"]["files"]

@@ -1,9 +1,9 @@
 """``elixir-data COMMAND [overrides]``: data tasks on the same Hydra config as training.
 
     elixir-data prepare                          # tokenize the embedded demo corpus
-    elixir-data prepare data.source_dir=~/src/my_app data.data_dir=data/my_app
+    elixir-data prepare data.source_dir=~/src data.data_dir=data/mine   # projects, Hex tarballs
     elixir-data prepare data.jsonl=records.jsonl data.overwrite=true
-    elixir-data verify                           # re-check sizes, ids and checksums
+    elixir-data verify                           # re-check sizes, ids, checksums and the report
     elixir-data pairs                            # contrastive pairs -> data/processed/*.jsonl
     elixir-data export ckpt_path=outputs/.../checkpoints/model-3.ckpt   # weights as safetensors
 """
@@ -20,14 +20,19 @@ from omegaconf import DictConfig
 from elixir_coder.cli.common import run_reporting_errors
 from elixir_coder.config import conf_dir
 from elixir_coder.corpus import tokenized
+from elixir_coder.corpus.report import format_report, verify_report
 from elixir_coder.errors import ElixirCoderError
 from elixir_coder.training.data import ElixirDataModule, read_dataset
 
 
 def prepare(cfg: DictConfig) -> None:
+    """Prepare (or find up to date) the configured corpus; the report is printed either way."""
     dm: ElixirDataModule = instantiate(cfg.data)
+    fresh = not (dm.data_dir / "meta.json").is_file() or dm.overwrite
     dm.prepare_data()
     meta = dm.meta
+    if not fresh and "report" in meta:
+        print(format_report(meta["report"]))
     summary = {split: {"samples": info["samples"], "tokens": info["tokens"]} for split, info in meta["splits"].items()}
     print(f"{dm.data_dir}: vocab {meta['vocab_size']}, " + json.dumps(summary))
 
@@ -38,7 +43,8 @@ def verify(cfg: DictConfig) -> None:
     for split in meta["splits"]:
         read_dataset(dm.data_dir, split)  # headers, sizes, offsets, id ranges
     tokenized.verify_checksums(dm.data_dir, meta)
-    print(f"{dm.data_dir}: ok ({', '.join(meta['splits'])})")
+    verify_report(dm.data_dir, meta)
+    print(f"{dm.data_dir}: ok ({', '.join(meta['splits'])}; report matches the files)")
 
 
 def export(cfg: DictConfig) -> None:

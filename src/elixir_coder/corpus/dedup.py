@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
+from functools import lru_cache
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,15 +45,37 @@ def content_hash(text: str) -> bytes:
     return hashlib.blake2b(normalise(text).encode(), digest_size=16).digest()
 
 
+_PRIME = np.uint64((1 << 61) - 1)
+
+
+@lru_cache(maxsize=4)
+def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)  # fixed: signatures must agree across processes and runs
+    return rng.integers(1, 1 << 32, num_perm, dtype=np.uint64), rng.integers(0, 1 << 32, num_perm, dtype=np.uint64)
+
+
 def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
-    """MinHash values of the file's word shingles (None for files too short to shingle)."""
+    """MinHash values of the file's word shingles (None for files too short to shingle).
+
+    Computed with numpy rather than ``MinHash.update_batch`` (which hashes every shingle with
+    SHA-1 in Python, the slowest step of preparation): words are hashed once each (CRC-32),
+    shingles are combined in vectorised 64-bit arithmetic, and the ``num_perm`` universal hash
+    permutations ``(a*x + b) mod (2^61 - 1)`` are one broadcast. The values feed datasketch's
+    ``MinHashLSH`` unchanged, which only bands them.
+    """
     words = _WORD.findall(text)
     if len(words) < cfg.shingle:
         return None
-    shingles = {" ".join(words[i : i + cfg.shingle]).encode() for i in range(len(words) - cfg.shingle + 1)}
-    m = MinHash(num_perm=cfg.num_perm, seed=1, scheme="affine32")
-    m.update_batch(list(shingles))
-    return m.hashvalues.astype(np.uint64)
+    table = {w: zlib.crc32(w.encode()) for w in set(words)}
+    ids = np.fromiter((table[w] for w in words), dtype=np.uint64, count=len(words))
+    n = len(ids) - cfg.shingle + 1
+    acc = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(cfg.shingle):
+            acc = (acc * np.uint64(0x100000001B3)) ^ ids[j : j + n]
+    x = np.unique((acc ^ (acc >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
+    a, b = _permutations(cfg.num_perm)
+    return (((x[:, None] * a[None, :] + b[None, :]) % _PRIME) & np.uint64(0xFFFFFFFF)).min(axis=0)
 
 
 class Deduplicator:

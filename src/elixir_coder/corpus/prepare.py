@@ -62,7 +62,7 @@ def recipe(
     *, jsonl=None, source_dir=None, vocab_size: int = 8192, val_fraction: float = 0.1, test_fraction: float = 0.0,
     seed: int = 0, demo_modules: int = 320, max_sample_tokens: int = 2048, licenses=None, dedup: dict | None = None,
     filters: dict | None = None, labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20,
-    tokenizer_sample_mb: float = 32.0, shard_tokens: int = 1 << 28, mining: dict | None = None,
+    tokenizer_sample_mb: float = 8.0, shard_tokens: int = 1 << 28, mining: dict | None = None,
 ) -> dict:
     """Everything that determines the prepared files; stored in meta.json to detect stale data."""
     jsonls = [str(Path(p).resolve()) for p in _as_list(jsonl)]
@@ -323,37 +323,53 @@ def load_records(rec: dict) -> list[dict]:
     return out
 
 
-def _write_dataset(out: Path, rec: dict, workers: int, log: Callable[[str], None]) -> dict:
-    started = time.perf_counter()
-    stats, skipped = Counter(), Counter()
-    projects: list[Project] = []
-    for k, folder in enumerate(rec["sources"].get("source_dir", [])):
-        found = discover(folder, skipped)
-        for p in found:
-            p.name = f"{k}:{p.name}" if len(rec["sources"]["source_dir"]) > 1 else p.name
-        projects += found
-    if rec["licenses"]:
-        allowed = [p for p in projects if p.license in rec["licenses"]]
-        for p in projects:
-            if p.license not in rec["licenses"]:
-                skipped["license_not_allowed"] += len(p.files) or 1
-        projects = allowed
-    if rec["sources"].get("source_dir") and not projects:
-        raise DataError(f"{', '.join(rec['sources']['source_dir'])}: no .ex or .exs files to use (data.source_dir); skipped: {dict(skipped)}")
-    by_project = rec["split_by"] == "project" or (rec["split_by"] == "auto" and len(projects) >= rec["min_projects"])
-    source_bytes = sum(p.source_bytes for p in projects)
-    sample_budget = int(rec["tokenizer_sample_mb"] * 1e6)
-    sample_rate = min(1.0, sample_budget / max(source_bytes, 1) * 1.25)
-    pool = _pool(workers) if workers > 1 and projects else None
-    try:
-        kept: list[dict[str, np.ndarray | None]] = [{} for _ in projects]
-        examples: dict[str, list[str]] = {}  # the first files skipped for each reason, for the report
-        sample: list[str] = []
+class Preparation:
+    """The pipeline's state, stage by stage, so the stages can run in one process pool
+    (:func:`prepare`) or as separate tasks of a distributed engine
+    (:mod:`elixir_coder.corpus.distributed`): ``scan_tasks`` -> :func:`_scan` each ->
+    ``plan`` -> ``encode_tasks`` -> :func:`_encode` each -> ``finish``. Discovery is
+    deterministic, so every task that builds a ``Preparation`` sees the same projects."""
+
+    def __init__(self, out: Path, rec: dict, workers: int = 1):
+        self.out, self.rec, self.workers = Path(out), rec, workers
+        self.started = time.perf_counter()
+        self.stats, self.skipped = Counter(), Counter()
+        self.examples: dict[str, list[str]] = {}  # the first files skipped for each reason, for the report
+        self.projects: list[Project] = []
+        for k, folder in enumerate(rec["sources"].get("source_dir", [])):
+            found = discover(folder, self.skipped)
+            for p in found:
+                p.name = f"{k}:{p.name}" if len(rec["sources"]["source_dir"]) > 1 else p.name
+            self.projects += found
+        if rec["licenses"]:
+            for p in self.projects:
+                if p.license not in rec["licenses"]:
+                    self.skipped["license_not_allowed"] += len(p.files) or 1
+            self.projects = [p for p in self.projects if p.license in rec["licenses"]]
+        if rec["sources"].get("source_dir") and not self.projects:
+            raise DataError(f"{', '.join(rec['sources']['source_dir'])}: no .ex or .exs files to use (data.source_dir); "
+                            f"skipped: {dict(self.skipped)}")
+        self.by_project = rec["split_by"] == "project" or (rec["split_by"] == "auto" and len(self.projects) >= rec["min_projects"])
+        self.licenses = sorted({p.license for p in self.projects} | ({DEMO_LICENSE} if "demo" in rec["sources"] else set()) | {"unknown"})
+        self.kept: list[dict[str, np.ndarray | None]] = [{} for _ in self.projects]
+        self.record_items: list[EncodeItem] = []
+
+    # -- scan ---------------------------------------------------------------------------------
+
+    def scan_tasks(self) -> list[tuple]:
+        budget = self.rec["tokenizer_sample_mb"] * 1e6
+        rate = min(1.0, budget / max(sum(p.source_bytes for p in self.projects), 1) * 1.25)
+        return [(p, item, self.rec, rate) for p, item in _scan_items(self.projects, 1 << 20)]
+
+    def plan(self, scans) -> None:
+        """Deduplicate in corpus order (``scans`` in task order), then train the tokenizer."""
+        rec, stats, skipped = self.rec, self.stats, self.skipped
         dedup = Deduplicator(DedupConfig(**rec["dedup"]))
-        items = ((p, item, rec, sample_rate) for p, item in _scan_items(projects, 1 << 20))
-        for k, rows, skip in (pool.map(_scan, items) if pool is not None else map(_scan, items)):
+        sample, budget = [], int(rec["tokenizer_sample_mb"] * 1e6)
+        for k, rows, skip in scans:
             skipped.update(skip)
-            train = by_project and split_of(projects[k].name, rec) == "train"
+            name = self.projects[k].name
+            train = self.by_project and split_of(name, rec) == "train"
             for rel, reason, size, digest, sig, bounds, text in rows:
                 stats["files_seen"] += 1
                 stats["source_bytes_seen"] += size
@@ -361,104 +377,120 @@ def _write_dataset(out: Path, rec: dict, workers: int, log: Callable[[str], None
                     reason = dedup.check(digest, sig)
                 if reason is not None:
                     skipped[reason] += 1
-                    if len(examples.setdefault(reason, [])) < 3:
-                        examples[reason].append(f"{projects[k].name}/{rel}")
+                    if len(self.examples.setdefault(reason, [])) < 3:
+                        self.examples[reason].append(f"{name}/{rel}")
                     continue
                 stats["files_parsed"] += 1
-                kept[k][rel] = bounds
-                in_train = train or (not by_project and split_of(f"{projects[k].name}:{module_unit(rel)}", rec) == "train")
-                if text is not None and in_train and sample_budget > 0:
+                self.kept[k][rel] = bounds
+                in_train = train or (not self.by_project and split_of(f"{name}:{module_unit(rel)}", rec) == "train")
+                if text is not None and in_train and budget > 0:
                     sample.append(text)
-                    sample_budget -= len(text)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    licenses = sorted({p.license for p in projects} | ({DEMO_LICENSE} if "demo" in rec["sources"] else set()) | {"unknown"})
-    record_items = list(_record_items(rec, stats, sample, sample_budget, len(projects)))
-    if not sample:
-        raise DataError("nothing to train the tokenizer on: the training split is empty; give the corpus more files or lower data.val_fraction")
-    tok = train_tokenizer(sample, rec["vocab_size"])
-    del sample
-    tok.save(str(out / "tokenizer.json"))
-    vocab_size = tok.get_vocab_size()
-    dtype = tokenized.token_dtype(vocab_size)
-    parts = out / "parts"
-    parts.mkdir()
-    encode_items: list[EncodeItem] = [
-        EncodeItem(k, project=p, kept=kept[k], license_id=licenses.index(p.license), source_id=k,
-                   unit_split=split_of(p.name, rec) if by_project else None)
-        for k, p in enumerate(projects) if kept[k]
-    ] + record_items
-    for item in record_items:
-        lic = licenses.index(DEMO_LICENSE) if "demo" in rec["sources"] else licenses.index("unknown")
-        for r in item.records:
-            r["_license"] = licenses.index(r["license"]) if r.get("license") in licenses else lic
-        item.license_id = lic
-    # Largest first, so one big project does not start last and hold up the pass alone.
-    order = sorted(encode_items, key=lambda it: -(it.project.source_bytes if it.project else 0))
-    os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else os.environ.get("TOKENIZERS_PARALLELISM", "true")
-    written: dict[int, dict] = {}
-    tasks = [(it, str(parts), str(out / "tokenizer.json"), rec) for it in order]
-    pool = _pool(workers) if workers > 1 and len(order) > 1 else None
-    try:
-        results = (f.result() for f in as_completed([pool.submit(_encode, t) for t in tasks])) if pool is not None else map(_encode, tasks)
-        for number, w, st in results:
+                    budget -= len(text)
+        self.record_items = list(_record_items(rec, stats, sample, budget, len(self.projects)))
+        lic = self.licenses.index(DEMO_LICENSE if "demo" in rec["sources"] else "unknown")
+        for item in self.record_items:
+            for r in item.records:
+                r["_license"] = self.licenses.index(r["license"]) if r.get("license") in self.licenses else lic
+            item.license_id = lic
+        if not sample:
+            raise DataError("nothing to train the tokenizer on: the training split is empty; give the corpus more files or lower data.val_fraction")
+        train_tokenizer(sample, rec["vocab_size"]).save(str(self.out / "tokenizer.json"))
+        (self.out / "parts").mkdir(exist_ok=True)
+
+    # -- encode -------------------------------------------------------------------------------
+
+    def encode_tasks(self) -> list[tuple]:
+        """Largest first, so one big project does not start last and hold up the pass alone."""
+        items = [
+            EncodeItem(k, project=p, kept=self.kept[k], license_id=self.licenses.index(p.license), source_id=k,
+                       unit_split=split_of(p.name, self.rec) if self.by_project else None)
+            for k, p in enumerate(self.projects) if self.kept[k]
+        ] + self.record_items
+        items.sort(key=lambda it: -(it.project.source_bytes if it.project else 0))
+        return [(it, str(self.out / "parts"), str(self.out / "tokenizer.json"), self.rec) for it in items]
+
+    # -- merge --------------------------------------------------------------------------------
+
+    def finish(self, encoded) -> dict:
+        """Concatenate the parts into shards in corpus order; write meta.json with the report."""
+        rec, out, licenses = self.rec, self.out, self.licenses
+        written: dict[int, dict] = {}
+        for number, w, st in encoded:
             written[number] = w
-            stats.update(st)
+            self.stats.update(st)
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+        vocab_size = tok.get_vocab_size()
+        dtype = tokenized.token_dtype(vocab_size)
+        parts = out / "parts"
+        split_meta = {}
+        for split in SPLITS if rec["test_fraction"] > 0 else SPLITS[:2]:
+            writer = ShardWriter(out, split, dtype, rec["shard_tokens"])
+            task_samples, task_tokens, by_license = np.zeros(len(TASKS), np.int64), np.zeros(len(TASKS), np.int64), np.zeros(len(licenses), np.int64)
+            for number in sorted(written):
+                if split not in written[number]:
+                    continue
+                index = np.load(parts / f"{number:07d}-{split}-index.npy")
+                writer.add(np.load(parts / f"{number:07d}-{split}-tokens.npy"), index)
+                task_samples += np.bincount(index["task"].astype(np.int64), minlength=len(TASKS))
+                task_tokens += np.bincount(index["task"].astype(np.int64), weights=index["length"], minlength=len(TASKS)).astype(np.int64)
+                by_license += np.bincount(index["license"].astype(np.int64), minlength=len(licenses))
+            writer.flush()
+            if not writer.shards:
+                raise DataError(
+                    f"the {split!r} split would be empty ({len(self.projects)} projects, {self.stats['records_in']} records); "
+                    "give the corpus more files or change data.val_fraction / data.test_fraction"
+                )
+            split_meta[split] = {
+                "samples": sum(s["samples"] for s in writer.shards), "tokens": sum(s["tokens"] for s in writer.shards),
+                "shards": writer.shards, "tasks": dict(zip(TASKS, task_samples.tolist())),
+                "task_tokens": dict(zip(TASKS, task_tokens.tolist())),
+                "licenses": {lic: int(n) for lic, n in zip(licenses, by_license) if n},
+            }
+        shutil.rmtree(parts)
+        report = build_report(self.stats, self.skipped, self.projects, self.by_project, split_meta, licenses,
+                              time.perf_counter() - self.started, self.workers, rec)
+        report["files"]["examples"] = self.examples
+        meta = {
+            "format": "elixir-coder-tokenized",
+            "version": tokenized.FORMAT_VERSION,
+            "dtype": dtype.name,
+            "vocab_size": vocab_size,
+            "special_tokens": special_ids(tok),
+            "tasks": list(TASKS),
+            "quality_labels": list(QUALITY_LABELS),
+            "security_labels": list(SECURITY_LABELS),
+            "licenses": licenses,
+            "sources": [p.name for p in self.projects],
+            "splits": split_meta,
+            "tokenizer": "tokenizer.json",
+            "recipe": rec,
+            "report": report,
+        }
+        tokenized.write_meta(out, meta)
+        return meta
+
+
+def _write_dataset(out: Path, rec: dict, workers: int) -> dict:
+    prep = Preparation(out, rec, workers)
+    pool = _pool(workers) if workers > 1 and prep.projects else None
+    try:
+        scan = prep.scan_tasks()
+        prep.plan(pool.map(_scan, scan) if pool is not None else map(_scan, scan))
+        # Tokenizer threads would only compete with the other worker processes.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else os.environ.get("TOKENIZERS_PARALLELISM", "true")
+        tasks = prep.encode_tasks()
+        if pool is None and workers > 1 and len(tasks) > 1:
+            pool = _pool(workers)
+        encoded = (f.result() for f in as_completed([pool.submit(_encode, t) for t in tasks])) if pool is not None else map(_encode, tasks)
+        return prep.finish(encoded)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    split_meta = {}
-    for split in SPLITS if rec["test_fraction"] > 0 else SPLITS[:2]:
-        writer = ShardWriter(out, split, dtype, rec["shard_tokens"])
-        task_samples, task_tokens, by_license = Counter(), Counter(), np.zeros(len(licenses), np.int64)
-        for number in sorted(written):
-            if split not in written[number]:
-                continue
-            tokens = np.load(parts / f"{number:07d}-{split}-tokens.npy")
-            index = np.load(parts / f"{number:07d}-{split}-index.npy")
-            writer.add(tokens, index)
-            for t, k in zip(*np.unique(index["task"], return_counts=True)):
-                task_samples[TASKS[t]] += int(k)
-            np.add.at(arr := np.zeros(len(TASKS), np.int64), index["task"].astype(np.int64), index["length"].astype(np.int64))
-            task_tokens.update({TASKS[t]: int(v) for t, v in enumerate(arr) if v})
-            by_license += np.bincount(index["license"].astype(np.int64), minlength=len(licenses))
-        writer.flush()
-        if not writer.shards:
-            raise DataError(
-                f"the {split!r} split would be empty ({len(projects)} projects, {stats['records_in']} records); "
-                "give the corpus more files or change data.val_fraction / data.test_fraction"
-            )
-        split_meta[split] = {
-            "samples": sum(s["samples"] for s in writer.shards), "tokens": sum(s["tokens"] for s in writer.shards),
-            "shards": writer.shards, "tasks": {t: task_samples[t] for t in TASKS}, "task_tokens": {t: task_tokens[t] for t in TASKS},
-            "licenses": {lic: int(n) for lic, n in zip(licenses, by_license) if n},
-        }
-    shutil.rmtree(parts)
-    report = build_report(stats, skipped, projects, by_project, split_meta, licenses, time.perf_counter() - started, workers, rec)
-    report["files"]["examples"] = examples
-    meta = {
-        "format": "elixir-coder-tokenized",
-        "version": tokenized.FORMAT_VERSION,
-        "dtype": dtype.name,
-        "vocab_size": vocab_size,
-        "special_tokens": special_ids(tok),
-        "tasks": list(TASKS),
-        "quality_labels": list(QUALITY_LABELS),
-        "security_labels": list(SECURITY_LABELS),
-        "licenses": licenses,
-        "sources": [p.name for p in projects],
-        "splits": split_meta,
-        "tokenizer": "tokenizer.json",
-        "recipe": rec,
-        "report": report,
-    }
-    tokenized.write_meta(out, meta)
-    return meta
 
 
-def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, workers: int | None = None,
-            log: Callable[[str], None] = print) -> dict:
+def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, workers: int | None = None) -> dict:
     """Build the dataset in a temp folder beside ``data_dir`` and swap it in atomically."""
     data_dir = Path(data_dir)
     if data_dir.exists() and not overwrite and any(data_dir.iterdir()):
@@ -468,7 +500,7 @@ def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, 
     tmp = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.", dir=data_dir.parent))
     os.chmod(tmp, default_mode(directory=True))
     try:
-        meta = _write_dataset(tmp, rec, workers, log)
+        meta = _write_dataset(tmp, rec, workers)
         old = None
         if data_dir.exists():
             old = data_dir.with_name(f".{data_dir.name}.old-{os.getpid()}")
@@ -499,7 +531,7 @@ def ensure_prepared(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool =
             )
     what = ", ".join(f"{k}={v}" for k, v in rec["sources"].items()) if "demo" not in rec["sources"] else "the embedded demo corpus"
     log(f"Preparing the tokenized corpus from {what} in {data_dir} ...")
-    meta = prepare(data_dir, rec, overwrite=overwrite, workers=workers, log=log)
+    meta = prepare(data_dir, rec, overwrite=overwrite, workers=workers)
     from elixir_coder.corpus.report import format_report
 
     log(format_report(meta["report"]))

@@ -1,0 +1,140 @@
+"""Corpus preparation throughput (source MB/s) and peak memory, at 1x and 10x corpus size.
+
+    python bench/prepare.py [--source ../shared/corpora/elixir] [--workers N]
+
+Runs the real pipeline (``elixir_coder.corpus.prepare``: scan, parse, dedup, mine, tokenize,
+shard) end to end in a child process per configuration, timing its wall clock and sampling the
+resident memory of the whole process tree (workers and their Elixir parsers included) every
+50 ms; the peak is the largest sum seen.
+
+Configurations:
+- ``1x``: the corpus with the default settings (exact + near dedup);
+- ``1x, no dedup`` and ``10x, no dedup``: the corpus and ten copies of it (module names and
+  paths renamed per copy); dedup is off in both so the 10x run really does ten times the work
+  (with dedup on, nine copies out of ten would be dropped as duplicates, a flattering figure).
+The ratio printed last is the 10x peak memory over the 1x peak memory of the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = ROOT.parent / "shared" / "corpora" / "elixir"
+
+CHILD = """
+import json, sys
+from elixir_coder.corpus.prepare import prepare, recipe
+rec = recipe(**json.loads(sys.argv[1]))
+meta = prepare(sys.argv[2], rec, workers=int(sys.argv[3]))
+print(json.dumps(meta["report"]))
+"""
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+        stack += children.get(p, [])
+    return total
+
+
+def coverage(data_dir: Path, max_len: int, packing: bool) -> float:
+    """Share of the prepared training tokens one epoch of the train loader serves (drop_last on)."""
+    from elixir_coder.training.data import DataLoader
+
+    loader = DataLoader.new(data_dir, "train", batch_size=16, max_len=max_len, packing=packing, drop_last=True, seed=0)
+    served = sum(int(b["sample_len"].sum()) for b in loader) - loader.dataset.coverage["windows"]
+    return served / loader.dataset.coverage["stored_tokens"]
+
+
+def run(source: Path, out: Path, workers: int, keep: bool = False, **opts) -> dict:
+    rec = {"source_dir": str(source), "seed": 1, "test_fraction": 0.05, **opts}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(rec), str(out), str(workers)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, start = 0, time.perf_counter()
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    stdout, stderr = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"preparation failed:\n{stderr}")
+    report = json.loads(stdout.strip().splitlines()[-1])
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"wall_s": wall, "peak_mb": peak / 1e6, "source_mb": report["source_mb"], "report": report}
+
+
+def copies(source: Path, dest: Path, n: int) -> Path:
+    """``n`` renamed copies of every Elixir file of ``source`` (plus its LICENSE files)."""
+    module = re.compile(r"\bdefmodule\s+([A-Z]\w*)")
+    for k in range(n):
+        for path in source.rglob("*"):
+            rel = path.relative_to(source)
+            target = dest / f"copy{k}" / rel
+            if path.is_dir() or path.suffix not in (".ex", ".exs") and not path.name.startswith("LICENSE"):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            target.write_text(module.sub(lambda m: f"defmodule Copy{k}{m.group(1)}", text) if path.suffix else text,
+                              encoding="utf-8", errors="surrogateescape")
+    return dest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--scale", type=int, default=10)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    try:
+        no_dedup = {"dedup": {"exact": False, "near": False}}
+        big = copies(args.source, tmp / "big", args.scale)
+        rows = [
+            ("1x", run(args.source, tmp / "a", args.workers, keep=True)),
+            ("1x, no dedup", run(args.source, tmp / "b", args.workers, **no_dedup)),
+            (f"{args.scale}x, no dedup", run(big, tmp / "c", args.workers, **no_dedup)),
+        ]
+        covered = {(n, p): coverage(tmp / "a", n, p) for n in (512, 128) for p in (False, True)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"corpus: {args.source} ({rows[0][1]['source_mb']:.1f} MB of .ex/.exs), {args.workers} workers")
+    print(f"{'run':<16}{'source MB':>10}{'wall s':>9}{'MB/s':>8}{'peak RSS MB':>13}")
+    for name, r in rows:
+        print(f"{name:<16}{r['source_mb']:>10.1f}{r['wall_s']:>9.1f}{r['source_mb'] / r['wall_s']:>8.2f}{r['peak_mb']:>13.0f}")
+    print(f"peak memory {args.scale}x / 1x (no dedup): {rows[2][1]['peak_mb'] / rows[1][1]['peak_mb']:.2f}x")
+    for (n, p), share in covered.items():
+        print(f"train loader, one epoch, max_len={n}, {'packed' if p else 'padded'}: {100 * share:.2f}% of prepared training tokens")
+    r = rows[0][1]["report"]
+    print("samples by task (train/val/test):", {t: [r["splits"][s]["samples_by_task"].get(t, 0) for s in r["splits"]]
+                                                 for t in ("code_generation", "quality", "security", "test_generation", "clarification", "explanation")})
+
+
+if __name__ == "__main__":
+    main()
