@@ -210,12 +210,13 @@ def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tup
                 files[rel] = raw.decode("utf-8")
         records = list(mine_project(files, labeler=_worker["labeler"], stats=mined, **rec["mining"]))
         stats.update({f"mining/{k}": v for k, v in mined.items()})
+        long_files = {files[rel]: b.tolist() for rel, b in item.kept.items() if b is not None and rel in files}
         for r in records:
             r = validate_record(r, f"{item.project.name}/{r.get('source')}: mined record")
             stats[f"records/{r['task']}/{r.get('kind', 'record')}"] += 1
-            bounds = item.kept.get(r["source"])
-            if bounds is not None and r["task"] == "code_generation" and r.get("kind") == "file":
-                r["boundaries"] = bounds.tolist()
+            bounds = long_files.get(r.get("completion"))
+            if bounds is not None:  # a whole long file as completion: cut it between definitions
+                r["boundaries"] = bounds
             split = item.unit_split or split_of(f"{item.project.name}:{module_unit(r['source'])}", rec)
             by_split[split].append(r)
     else:
@@ -316,10 +317,22 @@ def demo_records(rec: dict) -> list[dict]:
 
 
 def load_records(rec: dict) -> list[dict]:
-    """Records of the in-memory sources (demo, JSONL) with their split, e.g. for contrastive anchors."""
+    """Records with their split (``_split``), e.g. for contrastive anchors: the demo/JSONL records,
+    and each readable source file whole (not deduplicated or parsed: pair generation parses)."""
     out = []
     for item in _record_items(rec, Counter(), [], 0, 0):
         out += item.records
+    limits, skipped = FileLimits(**rec["filters"]), Counter()
+    projects = [p for folder in rec["sources"].get("source_dir", []) for p in discover(folder, skipped)]
+    by_project = rec["split_by"] == "project" or (rec["split_by"] == "auto" and len(projects) >= rec["min_projects"])
+    for project in projects:
+        if rec["licenses"] and project.license not in rec["licenses"]:
+            continue
+        for rel, raw in read_files(project, skipped):
+            text, _ = decode_source(raw, limits)
+            if text is not None:
+                key = project.name if by_project else f"{project.name}:{module_unit(rel)}"
+                out.append({"task": "code_generation", "prompt": "", "completion": text, "source": rel, "_split": split_of(key, rec)})
     return out
 
 
