@@ -63,11 +63,12 @@ class SelectionRecorder(L.Callback):
             self.epochs.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
 
 
+@pytest.mark.slow
 def test_tiered_run_selects_on_a_metric_with_one_meaning(make_cfg):
     """The phases change the active tasks (code only, then + quality/security); val/select is the
     mean over the same tasks every epoch, and the best checkpoint is its minimum."""
     cfg = make_cfg("task=multitask", "curriculum=tiered", "epoch_scale=0.1", "trainer.max_epochs=4",
-                   "optimizer.lr=3e-3")
+                   "optimizer.lr=3e-3", "trainer.limit_train_batches=8", "contrastive.max_anchors=8")
     loop = training_loop.init(cfg)
     recorder = SelectionRecorder()
     loop.trainer.callbacks.insert(0, recorder)
