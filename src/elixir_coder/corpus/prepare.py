@@ -20,7 +20,7 @@ import numpy as np
 
 from elixir_coder.corpus import tokenized
 from elixir_coder.corpus.records import ingest_source_dir, read_jsonl, validate_record
-from elixir_coder.corpus.tokenizer import BOS, EOS, SEP, SPECIAL_TOKENS, special_ids, train_tokenizer
+from elixir_coder.corpus.tokenizer import BOS, EOS, SEP, SPECIAL_TOKENS, load_or_train_tokenizer, special_ids, tokenizer_id
 from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
 from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
@@ -30,7 +30,7 @@ SPLITS = ("train", "val")
 
 def recipe(
     *, jsonl: str | None, source_dir: str | None, vocab_size: int, val_fraction: float, seed: int,
-    demo_modules: int, max_sample_tokens: int,
+    demo_modules: int, max_sample_tokens: int, tokenizer: str | None = None,
 ) -> dict:
     """Everything that determines the prepared files; stored in meta.json to detect stale data."""
     if jsonl and source_dir:
@@ -45,10 +45,13 @@ def recipe(
         raise DataError(f"data.val_fraction={val_fraction}: must be between 0 and 1")
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise DataError(f"data.vocab_size={vocab_size}: must be at least {len(SPECIAL_TOKENS) + 256} (bytes + special tokens)")
-    return {
+    rec = {
         "source": source, "vocab_size": vocab_size, "val_fraction": val_fraction, "seed": seed,
         "max_sample_tokens": max_sample_tokens,
     }
+    if tokenizer:  # a backbone's tokenizer (absent: a BPE trained on the corpus, as before)
+        rec["tokenizer"] = tokenizer_id(tokenizer)
+    return rec
 
 
 def load_records(rec: dict) -> list[dict]:
@@ -126,7 +129,7 @@ def _write_dataset(out: Path, rec: dict, records: list[dict]) -> dict:
             )
     # The tokenizer sees only training text, so validation measures real generalisation.
     train_text = [r.get("text") or (r["prompt"] + r["completion"]) for r in splits["train"]]
-    tok = train_tokenizer(train_text, rec["vocab_size"])
+    tok = load_or_train_tokenizer((rec.get("tokenizer") or {}).get("path"), train_text, rec["vocab_size"])
     tok.save(str(out / "tokenizer.json"))
     vocab_size = tok.get_vocab_size()
     dtype = tokenized.token_dtype(vocab_size)

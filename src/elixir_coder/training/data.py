@@ -25,6 +25,7 @@ import torch
 
 from elixir_coder.corpus import tokenized
 from elixir_coder.corpus.prepare import ensure_prepared, recipe
+from elixir_coder.corpus.tokenizer import check_same_tokenizer
 from elixir_coder.errors import DataError
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
 
@@ -444,13 +445,13 @@ class ElixirDataModule(L.LightningDataModule):
         overwrite: bool = False, batch_size: int = 32, val_batch_size: int | None = None, max_len: int = 512,
         packing: bool = False, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2, seed: int = 0,
         tasks: Sequence[str] | None = None, mlm_rate: float = 0.15, prepare: bool = True,
-        contrastive: dict | None = None,
+        contrastive: dict | None = None, tokenizer: str | None = None,
     ):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.recipe = recipe(
             jsonl=jsonl, source_dir=source_dir, vocab_size=vocab_size, val_fraction=val_fraction, seed=seed,
-            demo_modules=demo_modules, max_sample_tokens=max_sample_tokens,
+            demo_modules=demo_modules, max_sample_tokens=max_sample_tokens, tokenizer=tokenizer,
         )
         self.overwrite, self.prepare = overwrite, prepare
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
@@ -465,6 +466,9 @@ class ElixirDataModule(L.LightningDataModule):
         self._train_state: dict | None = None  # a resumed run's data position, applied to the loader
 
     def prepare_data(self) -> None:
+        if (self.data_dir / "meta.json").is_file() and not self.overwrite:
+            prepared = tokenized.read_meta(self.data_dir).get("recipe", {}).get("tokenizer")
+            check_same_tokenizer(self.data_dir, prepared, self.recipe.get("tokenizer"))
         if not self.prepare:  # a dataset prepared elsewhere (shared, read-only): use it as it is
             self.meta = tokenized.read_meta(self.data_dir)
             return
