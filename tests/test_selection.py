@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -14,6 +15,8 @@ import torch
 from elixir_coder.training import loop as training_loop
 from elixir_coder.training.checkpoint import Checkpoint, resolve_ckpt_path
 from elixir_coder.training.metrics import MacroF1
+
+needs_elixir = pytest.mark.skipif(shutil.which("elixir") is None, reason="install elixir: apt-get install -y elixir")
 
 
 def test_last_checkpoint_is_the_final_epoch_when_the_metric_stays_flat(make_cfg):
@@ -64,6 +67,8 @@ class SelectionRecorder(L.Callback):
 
 
 @pytest.mark.slow
+@pytest.mark.elixir
+@needs_elixir
 def test_tiered_run_selects_on_a_metric_with_one_meaning(make_cfg):
     """The phases change the active tasks (code only, then + quality/security); val/select is the
     mean over the same tasks every epoch, and the best checkpoint is its minimum."""

@@ -165,10 +165,15 @@ class Checkpoint:
             model={k[len("model."):]: v for k, v in state.items() if k.startswith("model.")},
             optimizer=ckpt.get("optimizer_states", []), scheduler=ckpt.get("lr_schedulers", []),
             loss_weighting={k[len("weighting."):]: v for k, v in state.items() if k.startswith("weighting.")},
-            curriculum=ours.get("curriculum", {}), rng=ours.get("rng", {}),
+            curriculum=_callback_state(ckpt, "Curriculum"), rng=ours.get("rng", {}),
             data_position=ckpt.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader", []),
             config_yaml=ours.get("config_yaml", ""), metrics=ours.get("metrics", {}),
         )
+
+
+def _callback_state(ckpt: dict, name: str) -> dict:
+    """A callback's saved state (Lightning keys it by class name, plus its settings if any)."""
+    return next((v for k, v in ckpt.get("callbacks", {}).items() if k.split("{")[0] == name), {})
 
 
 class FreshLastCheckpoint(ModelCheckpoint):

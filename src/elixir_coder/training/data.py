@@ -577,6 +577,8 @@ class ElixirDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         if "train" in state:
             self._train_state = state["train"]
+            if self.contrastive is not None:
+                self.pairs_loader().skip_once = int(state["train"]["position"])
             if "train" in self._loaders:
                 self.loader("train")
 
