@@ -63,7 +63,7 @@ def test_top_k_keeps_the_three_best_and_last(make_cfg):
     assert len(kept) == 4 and "last.ckpt" in kept
     assert all((folder / name).with_suffix(".json").is_file() for name in kept)
     assert len(list(folder.glob("*.json"))) == 4  # metadata of deleted checkpoints went with them
-    scores = {p.name: json.loads(p.with_suffix(".json").read_text())["metrics"]["val/loss"] for p in folder.glob("model-*.ckpt")}
+    scores = {p.name: json.loads(p.with_suffix(".json").read_text())["metrics"]["val/select"] for p in folder.glob("model-*.ckpt")}
     callback = loop.trainer.checkpoint_callback
     best = sorted(float(v) for v in callback.best_k_models.values())
     assert sorted(scores.values()) == pytest.approx(best)

@@ -130,11 +130,25 @@ def test_use_contrastive_trains_and_logs(make_cfg, tmp_path):
     assert [e.value for e in acc.Scalars("contrastive/tier")] == [1.0, 2.0]
 
 
-def test_use_contrastive_false_leaves_the_loss_unchanged(make_cfg):
-    """The same batch gives the same loss whether or not a pair batch rides along, when off."""
-    loop = training_loop.init(make_cfg("task=multitask"))
-    dm, module = loop.datamodule, loop.module
+@pytest.mark.elixir
+@needs_elixir
+def test_use_contrastive_switches_the_infonce_term(make_cfg):
+    """On: the loss is alpha * primary + beta * InfoNCE of the pair batch. Off: no pair stream,
+    and a real pair batch riding along changes nothing."""
+    on = training_loop.init(make_cfg("task=multitask", "use_contrastive=true", "contrastive.max_anchors=8"))
+    dm, module = on.datamodule, on.module
+    assert isinstance(dm.train_dataloader(), dict)
     batch = dm.on_after_batch_transfer(dm.on_before_batch_transfer(next(iter(dm.loader("train"))), 0), 0)
+    pairs = next(iter(dm.pairs_loader()))
     plain, *_ = module.training_loss(batch)
-    with_pairs, *_, extra = module.training_loss({"main": batch, "pairs": {"input_ids": torch.zeros(1, 1)}})
-    assert module.contrastive is None and torch.equal(plain, with_pairs) and extra == {}
+    total, *_, extra = module.training_loss({"main": batch, "pairs": pairs})
+    c = module.contrastive
+    assert extra["train/contrastive/loss"] > 0
+    assert torch.allclose(total, c["alpha"] * plain + module.beta.beta * extra["train/contrastive/loss"])
+    assert not torch.allclose(total, plain)
+
+    off = training_loop.init(make_cfg("task=multitask"))
+    assert off.module.contrastive is None and not isinstance(off.datamodule.train_dataloader(), dict)
+    plain, *_ = off.module.training_loss(batch)
+    with_pairs, *_, extra = off.module.training_loss({"main": batch, "pairs": pairs})
+    assert torch.equal(plain, with_pairs) and extra == {}

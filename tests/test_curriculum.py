@@ -125,4 +125,9 @@ def test_resume_mid_ramp_gives_the_same_weights(make_cfg):
     for epoch in range(1, 14):
         straight.apply(Trainer(), a, epoch)
     resumed.on_load_checkpoint(Trainer(), b, {"epoch": 12})  # saved during epoch 13 (0-based 12)
-    assert b.task_scale == a.task_scale and 0.1 < a.task_scale["quality"] < 1.0
+    # Epoch 13 of `phased`: quality and security came in at epoch 11 and ramp 0.1 -> 1.0 over 5
+    # epochs, so they stand at 0.1 + 0.9 * 2/4; the rule tiers are those of `annotation`.
+    expected = {"code_generation": 1.0, "quality": pytest.approx(0.55), "security": pytest.approx(0.55)}
+    assert a.task_scale == expected and b.task_scale == expected
+    assert b.curriculum_phase == "annotation" and b.objective == "clm"
+    assert b.label_mask == a.label_mask and 0 < sum(b.label_mask["quality"]) < len(b.label_mask["quality"])

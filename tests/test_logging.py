@@ -3,6 +3,8 @@ TensorBoard's own reader."""
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from elixir_coder.training import loop as training_loop
 from elixir_coder.training import metrics
+from lightning.pytorch.callbacks import RichProgressBar
+
 from elixir_coder.training.logging import PlainProgress, progress_bar
 
 
@@ -35,8 +39,21 @@ def test_throughput_counts_real_tokens_over_a_window():
     assert t.steps == 0  # a new window
 
 
-def test_progress_bar_is_plain_off_a_terminal():
-    assert isinstance(progress_bar(), PlainProgress)  # pytest captures stdout: not a TTY
+class FakeStdout(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_bar_is_plain_off_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys, "stdout", FakeStdout(tty=False))
+    assert isinstance(progress_bar(), PlainProgress)
+    monkeypatch.setattr(sys, "stdout", FakeStdout(tty=True))
+    bar = progress_bar()
+    assert isinstance(bar, RichProgressBar) and not isinstance(bar, PlainProgress)
 
 
 def test_console_table_and_tensorboard_events(make_cfg, capsys):

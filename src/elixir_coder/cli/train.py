@@ -23,14 +23,14 @@ log = logging.getLogger("elixir_coder")
 def train(cfg: DictConfig) -> float | None:
     """Train with ``cfg``; returns ``cfg.optimized_metric`` at the end (what sweepers optimise)."""
     loop = training_loop.init(cfg)
-    first = None
+    first, name = None, cfg.selection_metric
     if cfg.validate_before_fit and not loop.trainer.fast_dev_run and not cfg.ckpt_path:
-        first = training_loop.validate(loop).get("val/loss")
+        first = training_loop.validate(loop).get(name)
     loop.trainer.fit(loop.module, datamodule=loop.datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in loop.trainer.callback_metrics.items()}
-    last = metrics.get("val/loss")
+    last = metrics.get(name)
     if first is not None and last is not None:
-        log.info("val/loss %.4f before training -> %.4f after %d epochs", first, last, loop.trainer.current_epoch)
+        log.info("%s %.4f before training -> %.4f after %d epochs", name, first, last, loop.trainer.current_epoch)
     best = getattr(loop.trainer.checkpoint_callback, "best_model_path", "")
     if best:
         log.info("best checkpoint: %s", best)

@@ -40,7 +40,7 @@ from elixir_coder.corpus.encode import Encoder
 from elixir_coder.corpus.records import iter_jsonl, validate_record
 from elixir_coder.corpus.report import build_report
 from elixir_coder.corpus.sources import FileLimits, Project, decode_source, discover, read_files
-from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, special_ids, train_tokenizer
+from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, special_ids, tokenizer_id
 from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
@@ -62,7 +62,7 @@ def recipe(
     *, jsonl=None, source_dir=None, vocab_size: int = 8192, val_fraction: float = 0.1, test_fraction: float = 0.0,
     seed: int = 0, demo_modules: int = 320, max_sample_tokens: int = 2048, licenses=None, dedup: dict | None = None,
     filters: dict | None = None, labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20,
-    tokenizer_sample_mb: float = 8.0, shard_tokens: int = 1 << 28, mining: dict | None = None,
+    tokenizer_sample_mb: float = 8.0, shard_tokens: int = 1 << 28, mining: dict | None = None, tokenizer: str | None = None,
 ) -> dict:
     """Everything that determines the prepared files; stored in meta.json to detect stale data."""
     jsonls = [str(Path(p).resolve()) for p in _as_list(jsonl)]
@@ -85,6 +85,8 @@ def recipe(
         "seed": seed, "max_sample_tokens": max_sample_tokens, "licenses": sorted(_as_list(licenses)) or None,
         "dedup": dedup, "filters": filters, "labeler": labeler, "split_by": split_by, "min_projects": min_projects,
         "tokenizer_sample_mb": tokenizer_sample_mb, "shard_tokens": shard_tokens, "mining": dict(mining or {}),
+        # A backbone's tokenizer (path + content hash); None: a BPE trained on the corpus.
+        "tokenizer": tokenizer_id(tokenizer),
     }
 
 
@@ -405,9 +407,11 @@ class Preparation:
             for r in item.records:
                 r["_license"] = self.licenses.index(r["license"]) if r.get("license") in self.licenses else lic
             item.license_id = lic
-        if not sample:
+        if not sample and rec["tokenizer"] is None:
             raise DataError("nothing to train the tokenizer on: the training split is empty; give the corpus more files or lower data.val_fraction")
-        train_tokenizer(sample, rec["vocab_size"]).save(str(self.out / "tokenizer.json"))
+        # The tokenizer sees only training text, so validation measures real generalisation.
+        backbone = rec["tokenizer"]["path"] if rec["tokenizer"] else None
+        load_or_train_tokenizer(backbone, sample, rec["vocab_size"]).save(str(self.out / "tokenizer.json"))
         (self.out / "parts").mkdir(exist_ok=True)
 
     # -- encode -------------------------------------------------------------------------------

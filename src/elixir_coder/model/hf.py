@@ -19,14 +19,16 @@ _FINAL_NORMS = ("model.norm", "transformer.ln_f", "model.final_layernorm", "gpt_
 
 class HFBackbone(nn.Module):
     def __init__(self, path: str, vocab_size: int | None = None, max_len: int | None = None,
-                 gradient_checkpointing: bool = False, torch_dtype: str | None = None):
+                 gradient_checkpointing: bool = False, torch_dtype: str | None = None, tokenizer: str | None = None):
         super().__init__()
         from transformers import AutoModelForCausalLM
 
-        self.tokenizer_path = path
+        self.tokenizer_path = tokenizer or path  # what data.tokenizer prepares the data with
         dtype = getattr(torch, torch_dtype) if torch_dtype else None
         self.hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
         config = self.hf.config
+        # The data's tokenizer is the backbone's plus the special tokens it lacked: only those
+        # rows are added (a tokenizer smaller than the embedding matrix needs none).
         if vocab_size is not None and vocab_size > self.hf.get_input_embeddings().num_embeddings:
             self.hf.resize_token_embeddings(vocab_size)
         if gradient_checkpointing:

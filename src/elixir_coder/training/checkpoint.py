@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from elixir_coder.errors import ElixirCoderError
 from elixir_coder.io import atomic_write
@@ -164,10 +165,62 @@ class Checkpoint:
             model={k[len("model."):]: v for k, v in state.items() if k.startswith("model.")},
             optimizer=ckpt.get("optimizer_states", []), scheduler=ckpt.get("lr_schedulers", []),
             loss_weighting={k[len("weighting."):]: v for k, v in state.items() if k.startswith("weighting.")},
-            curriculum=ours.get("curriculum", {}), rng=ours.get("rng", {}),
+            curriculum=_callback_state(ckpt, "Curriculum"), rng=ours.get("rng", {}),
             data_position=ckpt.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader", []),
             config_yaml=ours.get("config_yaml", ""), metrics=ours.get("metrics", {}),
         )
+
+
+def _callback_state(ckpt: dict, name: str) -> dict:
+    """A callback's saved state (Lightning keys it by class name, plus its settings if any)."""
+    return next((v for k, v in ckpt.get("callbacks", {}).items() if k.split("{")[0] == name), {})
+
+
+class FreshLastCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with ``last.ckpt`` always the newest state.
+
+    Lightning 2.6 rewrites ``last.ckpt`` only in a step where it also saved a top-K checkpoint,
+    so a run whose monitored metric stops improving keeps an old one, and resuming or exporting
+    ``last`` silently goes back in time. Here ``last.ckpt`` is rewritten at every epoch end and,
+    with ``last_every_n_train_steps``, every N optimizer steps (the mid-epoch crash-recovery
+    points), whatever top-K decides.
+    """
+
+    def __init__(self, *args, last_every_n_train_steps: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_every_n_train_steps = last_every_n_train_steps
+        self._last_step_written: int | None = None
+
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_step_written = trainer.global_step
+
+    def _refresh_last(self, trainer) -> None:
+        if self.save_last and self._last_step_written != trainer.global_step and not trainer.sanity_checking \
+                and not trainer.fast_dev_run and trainer.state.fn == "fit":
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        n = self.last_every_n_train_steps
+        # The epoch's last batch is left to the epoch-end save, which then holds the finished epoch
+        # (and top-K still sees a step it has not saved at).
+        if n and trainer.global_step % n == 0 and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._refresh_last(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._refresh_last(trainer)  # a run stopped by max_steps mid-epoch ends on its newest state
 
 
 def resolve_ckpt_path(ckpt_path: str | None, outputs_dir: str | os.PathLike = "outputs") -> str | None:

@@ -1794,6 +1794,9 @@ class PairLoader:
         self.sampler, self.tokenizer = batches, tokenizer
         self.head, self.eos, self.pad_id, self.max_len = [bos, task_token], eos, pad_id, max_len
         self._cache: dict[str, list[int]] = {}
+        # Main-stream batches already trained on in a resumed epoch: the pairs cycle beside them
+        # one per batch, so the next pass starts at that position modulo their length.
+        self.skip_once = 0
 
     def encode(self, text: str) -> list[int]:
         if text not in self._cache:
@@ -1807,8 +1810,10 @@ class PairLoader:
         return len(self.sampler)
 
     def __iter__(self):
-        for batch in self.sampler:
-            yield PairBatches.tensors(batch, self.encode, self.max_len, self.pad_id)
+        skip, self.skip_once = self.skip_once % max(len(self), 1), 0
+        for i, batch in enumerate(self.sampler):
+            if i >= skip:
+                yield PairBatches.tensors(batch, self.encode, self.max_len, self.pad_id)
 
 
 class RuleTiers(L.Callback):

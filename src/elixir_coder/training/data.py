@@ -25,6 +25,7 @@ import torch
 
 from elixir_coder.corpus import tokenized
 from elixir_coder.corpus.prepare import ensure_prepared, recipe
+from elixir_coder.corpus.tokenizer import check_same_tokenizer
 from elixir_coder.errors import DataError
 from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 
@@ -491,7 +492,7 @@ class ElixirDataModule(L.LightningDataModule):
         seed: int = 0, tasks: Sequence[str] | None = None, mlm_rate: float = 0.15, prepare: bool = True,
         contrastive: dict | None = None, licenses=None, dedup: dict | None = None, filters: dict | None = None,
         labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20, tokenizer_sample_mb: float = 8.0,
-        shard_tokens: int = 1 << 28, workers: int | None = None, mining: dict | None = None,
+        shard_tokens: int = 1 << 28, workers: int | None = None, mining: dict | None = None, tokenizer: str | None = None,
     ):
         super().__init__()
         self.data_dir = Path(data_dir)
@@ -500,6 +501,7 @@ class ElixirDataModule(L.LightningDataModule):
             test_fraction=test_fraction, seed=seed, demo_modules=demo_modules, max_sample_tokens=max_sample_tokens,
             licenses=licenses, dedup=dedup, filters=filters, labeler=labeler, split_by=split_by,
             min_projects=min_projects, tokenizer_sample_mb=tokenizer_sample_mb, shard_tokens=shard_tokens, mining=mining,
+            tokenizer=tokenizer,
         )
         self.workers = workers
         self.overwrite, self.prepare = overwrite, prepare
@@ -515,6 +517,9 @@ class ElixirDataModule(L.LightningDataModule):
         self._train_state: dict | None = None  # a resumed run's data position, applied to the loader
 
     def prepare_data(self) -> None:
+        if (self.data_dir / "meta.json").is_file() and not self.overwrite:
+            prepared = tokenized.read_meta(self.data_dir).get("recipe", {}).get("tokenizer")
+            check_same_tokenizer(self.data_dir, prepared, self.recipe.get("tokenizer"))
         if not self.prepare:  # a dataset prepared elsewhere (shared, read-only): use it as it is
             self.meta = tokenized.read_meta(self.data_dir)
             return
@@ -622,6 +627,8 @@ class ElixirDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         if "train" in state:
             self._train_state = state["train"]
+            if self.contrastive is not None:
+                self.pairs_loader().skip_once = int(state["train"]["position"])
             if "train" in self._loaders:
                 self.loader("train")
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 
 import torch
+from torchmetrics.classification import MultilabelStatScores
 
 from elixir_coder.labels import CLASSIFICATION_TASKS
 
@@ -30,6 +31,27 @@ def compute(
         else:
             out[f"{task}/token_acc"] = (preds.argmax(-1) == targets).float().mean()
     return out
+
+
+class MacroF1(MultilabelStatScores):
+    """Macro F1 over the labels that occur in the predictions or the targets.
+
+    Our own reduction because torchmetrics' multilabel macro average (1.9) keeps every label:
+    with ``zero_division=1`` a label absent from both predictions and targets scores a perfect
+    1.0 (an untrained model read 1.0), with ``zero_division=0`` it scores 0 (a perfect model
+    reads below 1). Here such labels are left out of the mean; a label predicted but never
+    true, or true but never predicted, scores 0. Nothing predicted and nothing true at all: 0.
+    """
+
+    def __init__(self, num_labels: int, threshold: float = 0.5, **kwargs):
+        super().__init__(num_labels, threshold=threshold, average=None, **kwargs)
+
+    def compute(self) -> torch.Tensor:
+        tp, fp, _, fn = self._final_state()
+        tp, fp, fn = tp.float(), fp.float(), fn.float()
+        seen = (tp + fp + fn) > 0
+        f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+        return f1[seen].mean() if bool(seen.any()) else f1.new_zeros(())
 
 
 class Throughput:

@@ -14,14 +14,14 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MultilabelAccuracy, MultilabelF1Score
+from torchmetrics.classification import MultilabelAccuracy
 
 from elixir_coder.errors import ElixirCoderError
 from elixir_coder.labels import CLASSIFICATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 from elixir_coder.model.heads import TaskHeads, pool
 from elixir_coder.training.checkpoint import FORMAT_VERSION, KEY, check_architecture
 from elixir_coder.training import metrics
-from elixir_coder.training.metrics import Throughput
+from elixir_coder.training.metrics import MacroF1, Throughput
 from elixir_coder.training.loss import (
     IGNORE_INDEX,
     ContrastiveBeta,
@@ -37,6 +37,7 @@ class NonFiniteLossError(ElixirCoderError):
     """Training diverged: the loss stayed NaN/inf for too many steps."""
 
 
+SELECTION_METRIC = "val/select"
 N_LABELS = {"quality": len(QUALITY_LABELS), "security": len(SECURITY_LABELS)}
 
 
@@ -75,7 +76,7 @@ class ElixirCoderModule(L.LightningModule):
                 self.val_means[f"{t}__token_acc"] = MeanMetric()
         self.cls_metrics = nn.ModuleDict({
             f"{stage}_{t}": MetricCollection({
-                "f1": MultilabelF1Score(N_LABELS[t], average="macro", zero_division=1.0),
+                "f1": MacroF1(N_LABELS[t]),
                 "acc": MultilabelAccuracy(N_LABELS[t]),
             })
             for t in self.tasks if t in CLASSIFICATION_TASKS for stage in ("train", "val")
@@ -100,15 +101,17 @@ class ElixirCoderModule(L.LightningModule):
         return self.model(batch["input_ids"], position_ids=batch["position_ids"], segment_ids=batch["segment_ids"],
                           causal=causal)
 
-    def task_outputs(self, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Predictions and targets of every active task present in the batch.
+    def task_outputs(self, batch: dict, tasks=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Predictions and targets of every task of ``tasks`` (default: the active ones) present
+        in the batch.
 
         Generation tasks: next-token logits, computed only at target positions. Classification
         tasks: head logits on each sample's pooled representation. Inactive tasks' heads are not
-        run, so they get no gradient and cost nothing.
+        run in training, so they get no gradient and cost nothing.
         """
         hidden = self(batch)
-        present = [TASKS[i] for i in batch["tasks_present"] if TASKS[i] in self.task_scale]
+        tasks = self.task_scale if tasks is None else tasks
+        present = [TASKS[i] for i in batch["tasks_present"] if TASKS[i] in tasks]
         outputs = {}
         generation = [t for t in present if t not in CLASSIFICATION_TASKS]
         if generation:
@@ -254,11 +257,14 @@ class ElixirCoderModule(L.LightningModule):
             self.log_dict({f"train/{k}": v for k, v in self.throughput.compute().items()})
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        outputs = self.task_outputs(batch)
-        losses = self.task_losses(outputs)
-        total, _ = self.weighting.combine(losses)
-        n_real = batch["n_tokens"]
-        self.val_means["loss"].update(total, weight=n_real)
+        # Every task of the run, active or not, without the curriculum's label masks: the
+        # per-task losses (and the selection metric built from them) mean the same in every epoch.
+        outputs = self.task_outputs(batch, self.tasks)
+        losses = {t: multi_label_bce(p, y) if t in CLASSIFICATION_TASKS else cross_entropy(p, y, self.label_smoothing)
+                  for t, (p, y) in outputs.items()}
+        active = {t: v for t, v in losses.items() if t in self.task_scale}
+        if active:  # the weighted objective of the active tasks, as trained (val/loss)
+            self.val_means["loss"].update(self.weighting.combine(active)[0], weight=batch["n_tokens"])
         for t, loss in losses.items():
             preds, targets = outputs[t]
             count = targets.shape[0]
@@ -277,13 +283,21 @@ class ElixirCoderModule(L.LightningModule):
             self.beta.update(self.trainer.callback_metrics)
 
     def _log_validation(self) -> None:
+        task_means = []
         for name, metric in self.val_means.items():
             if metric.update_count:
                 value = metric.compute()
+                if name.endswith("__loss"):
+                    task_means.append(value)
                 self.log("val/" + name.replace("__", "/"), value, prog_bar=name == "loss")
                 if name == "code_generation__loss":
                     self.log("val/perplexity", torch.exp(value.clamp(max=math.log(1e6))))
             metric.reset()
+        if task_means:
+            # The selection metric (checkpoints, before/after, sweeps): the unweighted mean of the
+            # per-task losses over every task with validation data, whatever the curriculum,
+            # the weighting strategy or its current weights.
+            self.log(SELECTION_METRIC, torch.stack(task_means).mean(), prog_bar=True)
         for t in self.tasks:
             if t in CLASSIFICATION_TASKS:
                 collection = self.cls_metrics[f"val_{t}"]
