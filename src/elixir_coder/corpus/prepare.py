@@ -62,7 +62,7 @@ def recipe(
     *, jsonl=None, source_dir=None, vocab_size: int = 8192, val_fraction: float = 0.1, test_fraction: float = 0.0,
     seed: int = 0, demo_modules: int = 320, max_sample_tokens: int = 2048, licenses=None, dedup: dict | None = None,
     filters: dict | None = None, labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20,
-    tokenizer_sample_mb: float = 8.0, shard_tokens: int = 1 << 28, mining: dict | None = None, tokenizer: str | None = None,
+    tokenizer_sample_mb: float = 4.0, shard_tokens: int = 1 << 28, mining: dict | None = None, tokenizer: str | None = None,
 ) -> dict:
     """Everything that determines the prepared files; stored in meta.json to detect stale data."""
     jsonls = [str(Path(p).resolve()) for p in _as_list(jsonl)]

@@ -491,7 +491,7 @@ class ElixirDataModule(L.LightningDataModule):
         max_len: int = 512, packing: bool = False, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2,
         seed: int = 0, tasks: Sequence[str] | None = None, mlm_rate: float = 0.15, prepare: bool = True,
         contrastive: dict | None = None, licenses=None, dedup: dict | None = None, filters: dict | None = None,
-        labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20, tokenizer_sample_mb: float = 8.0,
+        labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20, tokenizer_sample_mb: float = 4.0,
         shard_tokens: int = 1 << 28, workers: int | None = None, mining: dict | None = None, tokenizer: str | None = None,
     ):
         super().__init__()
