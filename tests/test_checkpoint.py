@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import random
@@ -100,7 +101,7 @@ def test_failed_write_keeps_previous_checkpoints(trained, monkeypatch):
         return Wrapped()
 
     monkeypatch.setattr(ckpt_mod, "atomic_write", failing)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CheckpointError, match=r"model-9.ckpt: cannot write the checkpoint \(No space left on device\); free some disk space"):
         loop.trainer.save_checkpoint(str(folder / "model-9.ckpt"))
     after = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert after == before  # no model-9.ckpt, no temp file, old files untouched
@@ -111,12 +112,25 @@ def flip_byte(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
 
 
+def stale_json(p):
+    """The crash window of a two-step save: a new checkpoint beside the previous one's metadata."""
+    meta = json.loads(p.with_suffix(".json").read_text())
+    p.with_suffix(".json").write_text(json.dumps({**meta, "file_bytes": meta["file_bytes"] - 510, "file_sha256": "0" * 64}))
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda p: p.write_bytes(p.read_bytes()[:1000]), r"truncated \(1000 bytes"),
-        (lambda p: p.write_bytes(flip_byte(p.read_bytes(), 5000)), r"checksum does not match last\.json"),
-        (lambda p: (p.write_bytes(p.read_bytes()[:1000]), p.with_suffix(".json").unlink()), r"not a readable checkpoint"),
+        (lambda p: p.write_bytes(p.read_bytes()[:1000]), r"no integrity record at its end \(1000 bytes, \d+ when written\)"),
+        (lambda p: (p.write_bytes(p.read_bytes()[:1000]), p.with_suffix(".json").unlink()), r"no integrity record at its end \(1000 bytes\)"),
+        (lambda p: p.write_bytes(b""), r"empty file \(0 bytes\)"),
+        (lambda p: p.write_bytes(flip_byte(p.read_bytes(), 5000)), r"checksum does not match the integrity record inside it"),
+        # A flipped byte deep in the optimizer state, with no metadata file to compare against.
+        (lambda p: (p.write_bytes(flip_byte(p.read_bytes(), len(p.read_bytes()) - 3000)), p.with_suffix(".json").unlink()),
+         r"checksum does not match the integrity record inside it"),
+        (lambda p: p.write_bytes(flip_byte(p.read_bytes(), len(p.read_bytes()) - 5)), r"checksum does not match last\.json"),
+        (lambda p: (p.write_bytes(flip_byte(p.read_bytes(), len(p.read_bytes()) - 5)), p.with_suffix(".json").unlink()),
+         r"no integrity record at its end"),
         (lambda p: p.unlink(), r"no such checkpoint file"),
     ],
 )
@@ -127,14 +141,55 @@ def test_damaged_checkpoints_give_one_clear_error(trained, damage, message):
         read(folder / "last.ckpt")
 
 
+@pytest.mark.parametrize("damage", [stale_json, lambda p: p.with_suffix(".json").write_text("{not json"),
+                                    lambda p: p.with_suffix(".json").unlink()])
+def test_metadata_file_is_never_needed_to_load(trained, damage):
+    """The integrity record travels inside the checkpoint: a stale, corrupt or missing .json
+    beside it (a kill between the two writes, a hand edit) changes nothing."""
+    _, loop, folder = trained
+    damage(folder / "last.ckpt")
+    state = read(folder / "last.ckpt")["state_dict"]
+    assert all(torch.equal(state[k], v) for k, v in loop.module.state_dict().items())
+
+
+def test_sealed_checkpoint_is_still_a_plain_torch_file(trained):
+    _, _, folder = trained
+    data = (folder / "last.ckpt").read_bytes()
+    record, body = ckpt_mod.unseal(data)
+    assert record["format"] == "elixir-coder-checkpoint" and record["bytes"] == len(body)
+    assert record["step"] == json.loads((folder / "last.json").read_text())["step"]
+    assert "state_dict" in torch.load(folder / "last.ckpt", weights_only=True)
+
+
+def test_checkpoint_from_before_integrity_records_is_checked_against_its_json(trained):
+    _, loop, folder = trained
+    legacy = folder / "legacy.ckpt"
+    _, body = ckpt_mod.unseal((folder / "last.ckpt").read_bytes())
+    archive = body + b"\x00\x00"  # exactly as torch.save wrote it: no zip comment
+    legacy.write_bytes(archive)
+    meta = {"file_bytes": len(archive), "file_sha256": hashlib.sha256(archive).hexdigest()}
+    legacy.with_suffix(".json").write_text(json.dumps(meta))
+    assert read(legacy)["global_step"] == loop.trainer.global_step
+    legacy.write_bytes(flip_byte(legacy.read_bytes(), 5000))
+    with pytest.raises(CheckpointError, match=r"checksum does not match legacy\.json"):
+        read(legacy)
+
+
 def test_older_format_version_is_refused(trained):
     _, loop, folder = trained
     old = folder / "old.ckpt"
     state = torch.load(folder / "last.ckpt", weights_only=True)
     state["elixir_coder"]["format_version"] = 0
-    torch.save(state, old)
+    ckpt_mod.AtomicCheckpointIO().save_checkpoint(state, old)
     with pytest.raises(CheckpointError, match=r"format version 0, this package reads version 1"):
         read(old)
+
+
+def test_stale_temp_files_are_found_and_removed(tmp_path):
+    for name in (".last.ckpt.abc123.tmp", ".step-6.json.x.tmp", "last.ckpt", ".hidden", "other.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in ckpt_mod.remove_stale_temp_files(tmp_path)] == [".last.ckpt.abc123.tmp", ".step-6.json.x.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "last.ckpt", "other.tmp"]
 
 
 def test_ckpt_path_resolution(trained, tmp_path):
