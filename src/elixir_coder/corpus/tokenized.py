@@ -19,6 +19,7 @@ import numpy as np
 
 from elixir_coder.errors import DataError
 from elixir_coder.io import atomic_write, sha256_file
+from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
 
 FORMAT_VERSION = 1
 BIN_MAGIC = b"ECTOKBIN"
@@ -73,19 +74,58 @@ def write_meta(out_dir: Path, meta: dict) -> None:
 
 
 def read_meta(data_dir: str | os.PathLike) -> dict:
+    """``meta.json``, checked for every field readers use (types and ranges), so a hand-edited or
+    foreign file is one clear error here rather than a KeyError deep in a loader."""
     path = Path(data_dir) / "meta.json"
     if not path.is_file():
         raise DataError(f"{path}: no tokenized dataset here; run `elixir-data prepare` (or `elixir-train`, which prepares it)")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run `elixir-data prepare`") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: not valid JSON ({type(exc).__name__}); re-run `elixir-data prepare`") from exc
+    redo = "re-run `elixir-data prepare data.overwrite=true`"
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(meta).__name__}; {redo}")
     if meta.get("version") != FORMAT_VERSION:
-        raise DataError(
-            f"{path}: format version {meta.get('version')!r}, this package reads version {FORMAT_VERSION}; "
-            "re-run `elixir-data prepare data.overwrite=true`"
-        )
+        raise DataError(f"{path}: format version {meta.get('version')!r}, this package reads version {FORMAT_VERSION}; {redo}")
+    problem = _meta_problem(meta)
+    if problem:
+        raise DataError(f"{path}: {problem}; {redo}")
     return meta
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _meta_problem(meta: dict) -> str | None:
+    from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS
+
+    vocab = meta.get("vocab_size")
+    if not _is_int(vocab) or not len(SPECIAL_TOKENS) <= vocab <= np.iinfo(np.uint32).max:
+        return f"'vocab_size' is {vocab!r}, expected an integer >= {len(SPECIAL_TOKENS)}"
+    special = meta.get("special_tokens")
+    if not isinstance(special, dict):
+        return f"'special_tokens' is {type(special).__name__ if special is not None else 'missing'}, expected an object of token -> id"
+    for token in SPECIAL_TOKENS:
+        if not _is_int(special.get(token)) or not 0 <= special[token] < vocab:
+            return f"special_tokens[{token!r}] is {special.get(token)!r}, expected an id in [0, {vocab})"
+    if not isinstance(meta.get("tokenizer"), str):
+        return f"'tokenizer' is {meta.get('tokenizer')!r}, expected a file name"
+    splits = meta.get("splits")
+    if not isinstance(splits, dict) or not all(isinstance(v, dict) for v in splits.values()):
+        return "'splits' is missing or not an object of split -> {samples, tokens, bin_sha256, idx_sha256}"
+    for split, info in splits.items():
+        for key, ok in (("samples", _is_int), ("tokens", _is_int), ("bin_sha256", lambda v: isinstance(v, str)),
+                        ("idx_sha256", lambda v: isinstance(v, str))):
+            if not ok(info.get(key)):
+                return f"splits.{split}.{key} is {info.get(key)!r}"
+    for key, ours in (("tasks", TASKS), ("quality_labels", QUALITY_LABELS), ("security_labels", SECURITY_LABELS)):
+        if key in meta and meta[key] != list(ours):
+            return f"'{key}' differs from this package's ({meta[key]!r}): the ids in the .idx files would mean other things"
+    return None
 
 
 def _read_header(path: Path, magic: bytes, itemsize: int | None) -> tuple[int, int]:
@@ -134,16 +174,7 @@ def open_split(data_dir: str | os.PathLike, split: str, vocab_size: int) -> Spli
         raise DataError(f"{idx_path}: the {split!r} split is empty; give the corpus more records or lower data.val_fraction")
     tokens = np.memmap(bin_path, dtype=TOKEN_DTYPES[itemsize], mode="r", offset=HEADER_SIZE, shape=(n_tokens,))
     index = np.fromfile(idx_path, dtype=INDEX_DTYPE, offset=HEADER_SIZE)
-    ends = index["offset"] + index["length"]
-    bad = np.flatnonzero(ends > n_tokens)
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(
-            f"{idx_path}: sample {i} ends at token {int(ends[i])}, past the end of {bin_path.name} "
-            f"({n_tokens} tokens); re-run `elixir-data prepare data.overwrite=true`"
-        )
-    if np.any(index["prompt_len"] > index["length"]) or np.any(index["length"] == 0):
-        raise DataError(f"{idx_path}: a sample has length 0 or a prompt longer than itself")
+    validate_index(index, n_tokens, idx_path=idx_path, bin_path=bin_path)
     if n_tokens:
         top = int(tokens.max())
         if top >= vocab_size:
@@ -153,6 +184,38 @@ def open_split(data_dir: str | os.PathLike, split: str, vocab_size: int) -> Spli
                 "the data and tokenizer do not match: re-run `elixir-data prepare data.overwrite=true`"
             )
     return SplitArrays(tokens=tokens, index=index)
+
+
+def validate_index(index: np.ndarray, n_tokens: int, *, idx_path: Path, bin_path: Path) -> None:
+    """Every record of ``index`` in range, vectorised: offset and length inside the ``n_tokens``
+    of ``bin_path`` (no wrap-around near 2**64), a prompt no longer than its sample, a known task,
+    and label bits only of known labels and only on their own task. Names the first bad record."""
+    offset, length, prompt = index["offset"], index["length"].astype(np.uint64), index["prompt_len"]
+    task, quality, security = index["task"], index["quality"], index["security"]
+    n = np.uint64(n_tokens)
+    room = n - np.minimum(offset, n)  # tokens after the offset; never wraps
+    q_task, s_task = TASKS.index("quality"), TASKS.index("security")
+    checks = (
+        (offset > n, lambda i: f"offset {offset[i]} is past the end of {bin_path.name} ({n_tokens} tokens)"),
+        (length > room, lambda i: f"offset {offset[i]} + length {length[i]} runs past the end of {bin_path.name} ({n_tokens} tokens)"),
+        (length == 0, lambda i: "length 0"),
+        (prompt > index["length"], lambda i: f"prompt length {prompt[i]} is longer than the sample ({length[i]} tokens)"),
+        (task >= len(TASKS), lambda i: f"task id {task[i]}, but there are {len(TASKS)} tasks (0..{len(TASKS) - 1})"),
+        ((quality >> np.uint64(len(QUALITY_LABELS))) != 0,
+         lambda i: f"quality label bits {int(quality[i]):#x} name labels beyond the {len(QUALITY_LABELS)} known ones"),
+        ((security >> np.uint64(len(SECURITY_LABELS))) != 0,
+         lambda i: f"security label bits {int(security[i]):#x} name labels beyond the {len(SECURITY_LABELS)} known ones"),
+        ((quality != 0) & (task != q_task), lambda i: f"quality label bits on a {_task_name(task[i])} record"),
+        ((security != 0) & (task != s_task), lambda i: f"security label bits on a {_task_name(task[i])} record"),
+    )
+    first = [(int(np.argmax(bad)), k) for k, (bad, _) in enumerate(checks) if bad.any()]
+    if first:
+        i, k = min(first)
+        raise DataError(f"{idx_path}: record {i}: {checks[k][1](i)}; re-run `elixir-data prepare data.overwrite=true`")
+
+
+def _task_name(task_id: int) -> str:
+    return TASKS[task_id] if task_id < len(TASKS) else f"task-{task_id}"
 
 
 def verify_checksums(data_dir: str | os.PathLike, meta: dict) -> None:
