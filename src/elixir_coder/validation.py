@@ -190,7 +190,7 @@ def _weights_of_tasks(cfg: DictConfig) -> str | None:
 
 
 def _one_source(cfg: DictConfig) -> str | None:
-    if _get(cfg, "data.jsonl") and _get(cfg, "data.source_dir"):
+    if all(_get(cfg, key) not in (None, "", _MISSING) for key in ("data.jsonl", "data.source_dir")):
         return "data.jsonl and data.source_dir are both set: set only one (or neither, for the demo corpus)"
     return None
 
