@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -306,3 +307,43 @@ def test_resume_reports_config_differences_but_not_run_length(trained, make_cfg)
     assert training_loop.config_differences(saved, longer) == []
     changed = make_cfg("trainer.max_epochs=2", "checkpoint_every_n_steps=4", "optimizer.lr=0.5")
     assert training_loop.config_differences(saved, changed) == ["optimizer.lr: 0.001 -> 0.5"]
+
+
+def test_resume_from_a_last_batch_step_checkpoint_finishes_that_epoch(make_cfg, tmp_path):
+    """Killed right after the step checkpoint of an epoch's last batch (before validation and
+    the epoch checkpoint): the resumed run validates that epoch, writes its epoch checkpoint,
+    cleans up the step checkpoint it resumed from and a killed save's temp file, and ends
+    bitwise where the uninterrupted run ends, with the same files."""
+    shape = ["trainer.limit_train_batches=6", "trainer.limit_val_batches=2", "checkpoint_every_n_steps=3"]
+
+    def fit(cfg):
+        loop = training_loop.init(cfg)
+        loop.trainer.fit(loop.module, datamodule=loop.datamodule, ckpt_path=cfg.get("ckpt_path"))
+        return loop
+
+    first = make_cfg(*shape)
+    fit(first)
+    whole = Path(first.paths.output_dir)
+    crashed = tmp_path / "crashed"
+    shutil.copytree(whole, crashed)
+    for name in ("last.ckpt", "last.json", "model-0.ckpt", "model-0.json"):  # the kill came before these
+        (crashed / "checkpoints" / name).unlink()
+    (crashed / "checkpoints" / ".last.ckpt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    assert sorted(p.name for p in (crashed / "checkpoints").iterdir()) == [".last.ckpt.k1ll3d.tmp", "step-6.ckpt", "step-6.json"]
+
+    fit(make_cfg(*shape, "trainer.max_epochs=2", f"ckpt_path={whole}/checkpoints/last.ckpt"))
+    fit(make_cfg(*shape, "trainer.max_epochs=2", f"ckpt_path={crashed}"))
+
+    names = sorted(p.name for p in (whole / "checkpoints").iterdir())
+    assert names == ["last.ckpt", "last.json", "model-0.ckpt", "model-0.json", "model-1.ckpt", "model-1.json",
+                     "step-12.ckpt", "step-12.json"]
+    assert sorted(p.name for p in (crashed / "checkpoints").iterdir()) == names
+    for name in ("model-0.json", "model-1.json"):
+        a, b = (json.loads((run / "checkpoints" / name).read_text()) for run in (whole, crashed))
+        assert a["step"] == b["step"] and a["metrics"]["val/loss"] == b["metrics"]["val/loss"]
+    events = [json.loads(line) for line in (crashed / "events.jsonl").read_text().splitlines()]
+    events = events[max(i for i, e in enumerate(events) if e["event"] == "start"):]  # the resumed run's
+    assert [(e["event"], e["measurements"]["global_step"]) for e in events if e["event"] in ("validation", "epoch")] == [
+        ("validation", 6), ("epoch", 6), ("validation", 12), ("epoch", 12)]
+    a, b = final_params(whole), final_params(crashed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from elixir_coder.errors import ElixirCoderError
 from elixir_coder.io import atomic_write
@@ -161,6 +162,59 @@ class AtomicCheckpointIO(CheckpointIO):
         # loadable and verifiable: the record is inside it), never metadata pointing at nothing.
         for p in (metadata_path(path), Path(path)):
             p.unlink(missing_ok=True)
+
+
+def _step_of(path: str | os.PathLike) -> int:
+    try:
+        return int(Path(path).stem.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """Mid-epoch checkpoints ``step-N.ckpt`` every N optimizer steps, only the newest kept, that
+    a run can be killed and resumed from exactly. Two gaps of Lightning's ``ModelCheckpoint``
+    are closed here:
+
+    - Lightning never deletes the checkpoint a run resumed from, nor one whose deletion a kill
+      interrupted; here both are superseded step checkpoints of this run folder, so each save
+      removes every older ``step-*.ckpt`` (and its ``.json``).
+    - Resuming from a step checkpoint taken on an epoch's last batch, Lightning counts that
+      epoch as finished and skips its validation and epoch-end hooks (so no epoch checkpoint,
+      and anything driven by validation metrics drifts from an uninterrupted run). Here they run
+      first, as the uninterrupted run ran them right after that batch.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int):
+        super().__init__(dirpath=dirpath, filename="step-{step}", every_n_train_steps=every_n_train_steps,
+                         save_top_k=1, monitor="step", mode="max", save_last=False, auto_insert_metric_name=False)
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        if trainer.is_global_zero:
+            for old in Path(filepath).parent.glob("step-*.ckpt"):
+                if _step_of(old) < _step_of(filepath):
+                    trainer.strategy.remove_checkpoint(old)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        fit, epoch_loop = trainer.fit_loop, trainer.fit_loop.epoch_loop
+        if not (fit.restarted_mid_epoch and epoch_loop.restarted_on_train_batch_end and epoch_loop.batch_progress.is_last_batch):
+            return
+        from lightning.pytorch.trainer import call
+
+        fit.epoch_progress.current.completed -= 1  # back in the epoch whose last batch was trained
+        try:
+            if epoch_loop._should_check_val_epoch():
+                trainer.validating = True
+                epoch_loop.val_loop.run()
+                trainer.training = True
+            trainer._logger_connector.epoch_end_reached()
+            call._call_callback_hooks(trainer, "on_train_epoch_end")
+            call._call_lightning_module_hook(trainer, "on_train_epoch_end")
+            trainer._logger_connector.on_epoch_end()
+        finally:
+            fit.epoch_progress.current.completed += 1
 
 
 def verify(path: str | os.PathLike, data: bytes) -> None:
