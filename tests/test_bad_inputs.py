@@ -169,7 +169,7 @@ TOKENIZED = [
     ("idx_length_past_end", edit_index("length", 2**32 - 1, record=3), r"train\.idx: record 3: offset \d+ \+ length 4294967295 runs past the end"),
     ("idx_unknown_task_id", edit_index("task", 9, record=5), r"train\.idx: record 5: task id 9, but there are 6 tasks"),
     ("idx_unknown_label_bit", edit_index("quality", 1 << 40), r"train\.idx: record 0: quality label bits 0x10000000000 name labels beyond"),
-    ("idx_label_on_wrong_task", edit_index("security", 1), r"train\.idx: record 0: security label bits on a code_generation record"),
+    ("idx_unknown_security_bit", edit_index("security", 1 << 63, record=7), r"train\.idx: record 7: security label bits 0x8000000000000000 name labels beyond"),
     ("idx_prompt_longer_than_sample", edit_index("prompt_len", 60000), r"train\.idx: record 0: prompt length 60000 is longer than the sample"),
     ("idx_zero_length", edit_index("length", 0, record=2), r"train\.idx: record 2: length 0"),
     ("meta_a_list", edit_meta(lambda meta: "[1, 2]"), r"meta\.json: expected a JSON object, got list"),

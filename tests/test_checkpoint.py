@@ -5,17 +5,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import crash
 import pytest
 import torch
+
 
 from elixir_coder.io import atomic_write
 from elixir_coder.training import checkpoint as ckpt_mod
@@ -216,76 +213,46 @@ def test_no_checkpoint_with_nonfinite_parameters(trained):
 
 # -- kill -9 and resume: the final parameters are bitwise those of an uninterrupted run ----------
 
-KILL_DURING_SAVE = """
-import os, sys
-import elixir_coder.training.checkpoint as c
-real, calls = c.atomic_write, [0]
-def dying(path, mode="wb"):
-    cm = real(path, mode)
-    class W:
-        def __enter__(self):
-            fh = cm.__enter__()
-            calls[0] += 1
-            if calls[0] == int(os.environ["DIE_AT_WRITE"]):
-                fh.write(b"partial")
-                fh.flush()
-                os._exit(137)  # like kill -9: no cleanup, a temp file left behind
-            return fh
-        def __exit__(self, *exc):
-            return cm.__exit__(*exc)
-    return W()
-c.atomic_write = dying
-from elixir_coder.cli.train import main
-sys.argv = ["elixir-train", *sys.argv[1:]]
-main()
-"""
+KILL_ARGS = ["data.vocab_size=400", "data.max_len=64", "data.batch_size=8", "model.d_model=32", "model.n_layers=1",
+             "model.n_heads=2", "model.max_len=64", "validate_before_fit=false", "~callbacks.progress_bar",
+             "trainer.limit_val_batches=2", "checkpoint_every_n_steps=2"]
 
-
-def _train(args, run_dir, cwd, kill_at_step=None, env=None):
-    cmd = [sys.executable, "-m", "elixir_coder.cli.train", *args, f"hydra.run.dir={run_dir}"]
-    if env and "DIE_AT_WRITE" in env:
-        cmd = [sys.executable, "-c", KILL_DURING_SAVE, *args, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    if kill_at_step is not None:
-        deadline = time.time() + 300
-        def reached():
-            steps = [int(p.stem.split("-")[1]) for p in Path(run_dir).glob("checkpoints/step-*.ckpt")]
-            return steps and max(steps) >= kill_at_step
-
-        while not reached():
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"run ended before the kill (exit {proc.poll()}): {proc.stderr.read()[-2000:]}")
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate(timeout=600)
-    return proc.returncode, err
-
-
-def final_params(run_dir):
-    return torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+# (phase, which occurrence in that run): each crash resumes the previous one's run folder. The
+# first needs a checkpoint behind it; the others die at their first chance.
+CHAIN = [(phase, 2 if i == 0 else 1) for i, phase in enumerate(crash.PHASES)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("during_save", [False, True])
-def test_kill_and_resume_is_bitwise_identical(tmp_path, tiny_corpus, during_save):
-    args = [f"data.jsonl={tiny_corpus}", "data.vocab_size=400", "data.max_len=64", "data.batch_size=8",
-            "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.max_len=64", "trainer.max_epochs=2",
-            "checkpoint_every_n_steps=3", "validate_before_fit=false", "~callbacks.progress_bar"]
-    code, err = _train(args, tmp_path / "whole", tmp_path)
+def test_killed_at_every_phase_of_a_save_resumes_bitwise_identical(tmp_path, tiny_corpus):
+    """One run killed at each phase of a save in turn (each resume is killed at the next phase),
+    then resumed to the end: the parameters equal the uninterrupted run's bit for bit, and no
+    temp file or superseded checkpoint is left behind."""
+    args = [f"data.jsonl={tiny_corpus}", *KILL_ARGS, "trainer.max_epochs=3", "trainer.limit_train_batches=5"]
+    code, err = crash.train(args, tmp_path / "whole", tmp_path)
     assert code == 0, err[-2000:]
-    if during_save:
-        code, _ = _train(args, tmp_path / "crashed", tmp_path, env={"DIE_AT_WRITE": str(random.Random(1).randint(3, 8))})
-    else:
-        code, _ = _train(args, tmp_path / "crashed", tmp_path, kill_at_step=3 * random.Random(0).randint(1, 4))
+    run = tmp_path / "crashed"
+    code, err = crash.train(args, run, tmp_path, die_at=f"{CHAIN[0][0]}:{CHAIN[0][1]}")
+    assert code == 137, err[-2000:]
+    for k, (phase, nth) in enumerate(CHAIN[1:], 1):
+        code, err = crash.train([*args, f"ckpt_path={run}"], tmp_path / f"resume{k}", tmp_path, die_at=f"{phase}:{nth}")
+        assert code == 137, f"{phase}: {err[-2000:]}"
+    code, err = crash.train([*args, f"ckpt_path={run}"], tmp_path / "final", tmp_path)
+    assert code == 0, err[-2000:]
+    assert crash.same_params(crash.final_params(tmp_path / "whole"), crash.final_params(run))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir())
+
+
+@pytest.mark.slow
+def test_kill_9_at_a_step_and_resume_is_bitwise_identical(tmp_path, tiny_corpus):
+    args = [f"data.jsonl={tiny_corpus}", *KILL_ARGS, "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
+    code, err = crash.train(args, tmp_path / "whole", tmp_path)
+    assert code == 0, err[-2000:]
+    code, _ = crash.train(args, tmp_path / "crashed", tmp_path, kill_at_step=3 * random.Random(0).randint(1, 4))
     assert code != 0
-    leftovers = [p.name for p in (tmp_path / "crashed" / "checkpoints").iterdir()]
-    assert all(not name.startswith("model-") or name.endswith((".ckpt", ".json")) for name in leftovers)
-    code, err = _train([*args, f"ckpt_path={tmp_path / 'crashed'}"], tmp_path / "resumed", tmp_path)
+    code, err = crash.train([*args, f"ckpt_path={tmp_path / 'crashed'}"], tmp_path / "resumed", tmp_path)
     assert code == 0, err[-2000:]
-    whole, resumed = final_params(tmp_path / "whole"), final_params(tmp_path / "crashed")
-    assert whole.keys() == resumed.keys()
-    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert crash.same_params(crash.final_params(tmp_path / "whole"), crash.final_params(tmp_path / "crashed"))
 
 
 def test_export_to_safetensors(trained):
@@ -345,5 +312,5 @@ def test_resume_from_a_last_batch_step_checkpoint_finishes_that_epoch(make_cfg, 
     events = events[max(i for i, e in enumerate(events) if e["event"] == "start"):]  # the resumed run's
     assert [(e["event"], e["measurements"]["global_step"]) for e in events if e["event"] in ("validation", "epoch")] == [
         ("validation", 6), ("epoch", 6), ("validation", 12), ("epoch", 12)]
-    a, b = final_params(whole), final_params(crashed)
+    a, b = crash.final_params(whole), crash.final_params(crashed)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -187,7 +187,8 @@ class StepCheckpoint(ModelCheckpoint):
 
     def __init__(self, dirpath: str, every_n_train_steps: int):
         super().__init__(dirpath=dirpath, filename="step-{step}", every_n_train_steps=every_n_train_steps,
-                         save_top_k=1, monitor="step", mode="max", save_last=False, auto_insert_metric_name=False)
+                         save_top_k=1, monitor="step", mode="max", save_last=False, auto_insert_metric_name=False,
+                         enable_version_counter=False)
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)

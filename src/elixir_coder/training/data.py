@@ -53,23 +53,23 @@ class TokenizedDataset:
         self.vocab_size = int(self.meta["vocab_size"])
         arrays = tokenized.open_split(self.data_dir, split, self.vocab_size)
         self.tokens = np.asarray(arrays.tokens)  # plain ndarray over the map: cheaper fancy indexing
-        index = arrays.index
+        index, cols = arrays.index, arrays.columns
         if tasks is not None:
             unknown = [t for t in tasks if t not in TASKS]
             if unknown:
                 raise DataError(f"unknown task {unknown[0]!r} in task.tasks; tasks are: {', '.join(TASKS)}")
-            keep = np.isin(index["task"], [TASKS.index(t) for t in tasks])
-            index = index[keep]
+            keep = np.isin(cols["task"], [TASKS.index(t) for t in tasks])
+            index, cols = index[keep], {k: v[keep] for k, v in cols.items()}
             if not len(index):
                 raise DataError(f"{self.data_dir}/{split}.idx: no samples of the active tasks {list(tasks)}")
         self.index = index
         # Plain contiguous arrays: fancy indexing into these is what the collator does per batch.
-        self.offsets = index["offset"].astype(np.int64)
-        self.lengths = index["length"].astype(np.int64)
-        self.prompt_lens = index["prompt_len"].astype(np.int64)
-        self.task_ids = index["task"].astype(np.int64)
-        self.quality_bits = index["quality"].astype(np.uint64)
-        self.security_bits = index["security"].astype(np.uint64)
+        self.offsets = cols["offset"].view(np.int64)  # validated: offsets fit the token array
+        self.lengths = cols["length"]
+        self.prompt_lens = cols["prompt_len"]
+        self.task_ids = cols["task"]
+        self.quality_bits = cols["quality"]
+        self.security_bits = cols["security"]
         self.pad_id = int(self.meta["special_tokens"]["<pad>"])
         self.mask_id = int(self.meta["special_tokens"]["<mask>"])
         self.n_special = len(self.meta["special_tokens"])  # special tokens take the first ids
