@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
+import shutil
 from pathlib import Path
 
+import crash
 import pytest
 import torch
+
 
 from elixir_coder.io import atomic_write
 from elixir_coder.training import checkpoint as ckpt_mod
@@ -100,7 +99,7 @@ def test_failed_write_keeps_previous_checkpoints(trained, monkeypatch):
         return Wrapped()
 
     monkeypatch.setattr(ckpt_mod, "atomic_write", failing)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CheckpointError, match=r"model-9.ckpt: cannot write the checkpoint \(No space left on device\); free some disk space"):
         loop.trainer.save_checkpoint(str(folder / "model-9.ckpt"))
     after = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert after == before  # no model-9.ckpt, no temp file, old files untouched
@@ -111,12 +110,25 @@ def flip_byte(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
 
 
+def stale_json(p):
+    """The crash window of a two-step save: a new checkpoint beside the previous one's metadata."""
+    meta = json.loads(p.with_suffix(".json").read_text())
+    p.with_suffix(".json").write_text(json.dumps({**meta, "file_bytes": meta["file_bytes"] - 510, "file_sha256": "0" * 64}))
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda p: p.write_bytes(p.read_bytes()[:1000]), r"truncated \(1000 bytes"),
-        (lambda p: p.write_bytes(flip_byte(p.read_bytes(), 5000)), r"checksum does not match last\.json"),
-        (lambda p: (p.write_bytes(p.read_bytes()[:1000]), p.with_suffix(".json").unlink()), r"not a readable checkpoint"),
+        (lambda p: p.write_bytes(p.read_bytes()[:1000]), r"no integrity record at its end \(1000 bytes, \d+ when written\)"),
+        (lambda p: (p.write_bytes(p.read_bytes()[:1000]), p.with_suffix(".json").unlink()), r"no integrity record at its end \(1000 bytes\)"),
+        (lambda p: p.write_bytes(b""), r"empty file \(0 bytes\)"),
+        (lambda p: p.write_bytes(flip_byte(p.read_bytes(), 5000)), r"checksum does not match the integrity record inside it"),
+        # A flipped byte deep in the optimizer state, with no metadata file to compare against.
+        (lambda p: (p.write_bytes(flip_byte(p.read_bytes(), len(p.read_bytes()) - 3000)), p.with_suffix(".json").unlink()),
+         r"checksum does not match the integrity record inside it"),
+        (lambda p: p.write_bytes(flip_byte(p.read_bytes(), len(p.read_bytes()) - 5)), r"checksum does not match last\.json"),
+        (lambda p: (p.write_bytes(flip_byte(p.read_bytes(), len(p.read_bytes()) - 5)), p.with_suffix(".json").unlink()),
+         r"no integrity record at its end"),
         (lambda p: p.unlink(), r"no such checkpoint file"),
     ],
 )
@@ -127,14 +139,55 @@ def test_damaged_checkpoints_give_one_clear_error(trained, damage, message):
         read(folder / "last.ckpt")
 
 
+@pytest.mark.parametrize("damage", [stale_json, lambda p: p.with_suffix(".json").write_text("{not json"),
+                                    lambda p: p.with_suffix(".json").unlink()])
+def test_metadata_file_is_never_needed_to_load(trained, damage):
+    """The integrity record travels inside the checkpoint: a stale, corrupt or missing .json
+    beside it (a kill between the two writes, a hand edit) changes nothing."""
+    _, loop, folder = trained
+    damage(folder / "last.ckpt")
+    state = read(folder / "last.ckpt")["state_dict"]
+    assert all(torch.equal(state[k], v) for k, v in loop.module.state_dict().items())
+
+
+def test_sealed_checkpoint_is_still_a_plain_torch_file(trained):
+    _, _, folder = trained
+    data = (folder / "last.ckpt").read_bytes()
+    record, body = ckpt_mod.unseal(data)
+    assert record["format"] == "elixir-coder-checkpoint" and record["bytes"] == len(body)
+    assert record["step"] == json.loads((folder / "last.json").read_text())["step"]
+    assert "state_dict" in torch.load(folder / "last.ckpt", weights_only=True)
+
+
+def test_checkpoint_from_before_integrity_records_is_checked_against_its_json(trained):
+    _, loop, folder = trained
+    legacy = folder / "legacy.ckpt"
+    _, body = ckpt_mod.unseal((folder / "last.ckpt").read_bytes())
+    archive = body + b"\x00\x00"  # exactly as torch.save wrote it: no zip comment
+    legacy.write_bytes(archive)
+    meta = {"file_bytes": len(archive), "file_sha256": hashlib.sha256(archive).hexdigest()}
+    legacy.with_suffix(".json").write_text(json.dumps(meta))
+    assert read(legacy)["global_step"] == loop.trainer.global_step
+    legacy.write_bytes(flip_byte(legacy.read_bytes(), 5000))
+    with pytest.raises(CheckpointError, match=r"checksum does not match legacy\.json"):
+        read(legacy)
+
+
 def test_older_format_version_is_refused(trained):
     _, loop, folder = trained
     old = folder / "old.ckpt"
     state = torch.load(folder / "last.ckpt", weights_only=True)
     state["elixir_coder"]["format_version"] = 0
-    torch.save(state, old)
+    ckpt_mod.AtomicCheckpointIO().save_checkpoint(state, old)
     with pytest.raises(CheckpointError, match=r"format version 0, this package reads version 1"):
         read(old)
+
+
+def test_stale_temp_files_are_found_and_removed(tmp_path):
+    for name in (".last.ckpt.abc123.tmp", ".step-6.json.x.tmp", "last.ckpt", ".hidden", "other.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in ckpt_mod.remove_stale_temp_files(tmp_path)] == [".last.ckpt.abc123.tmp", ".step-6.json.x.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "last.ckpt", "other.tmp"]
 
 
 def test_ckpt_path_resolution(trained, tmp_path):
@@ -160,76 +213,46 @@ def test_no_checkpoint_with_nonfinite_parameters(trained):
 
 # -- kill -9 and resume: the final parameters are bitwise those of an uninterrupted run ----------
 
-KILL_DURING_SAVE = """
-import os, sys
-import elixir_coder.training.checkpoint as c
-real, calls = c.atomic_write, [0]
-def dying(path, mode="wb"):
-    cm = real(path, mode)
-    class W:
-        def __enter__(self):
-            fh = cm.__enter__()
-            calls[0] += 1
-            if calls[0] == int(os.environ["DIE_AT_WRITE"]):
-                fh.write(b"partial")
-                fh.flush()
-                os._exit(137)  # like kill -9: no cleanup, a temp file left behind
-            return fh
-        def __exit__(self, *exc):
-            return cm.__exit__(*exc)
-    return W()
-c.atomic_write = dying
-from elixir_coder.cli.train import main
-sys.argv = ["elixir-train", *sys.argv[1:]]
-main()
-"""
+KILL_ARGS = ["data.vocab_size=400", "data.max_len=64", "data.batch_size=8", "model.d_model=32", "model.n_layers=1",
+             "model.n_heads=2", "model.max_len=64", "validate_before_fit=false", "~callbacks.progress_bar",
+             "trainer.limit_val_batches=2", "checkpoint_every_n_steps=2"]
 
-
-def _train(args, run_dir, cwd, kill_at_step=None, env=None):
-    cmd = [sys.executable, "-m", "elixir_coder.cli.train", *args, f"hydra.run.dir={run_dir}"]
-    if env and "DIE_AT_WRITE" in env:
-        cmd = [sys.executable, "-c", KILL_DURING_SAVE, *args, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    if kill_at_step is not None:
-        deadline = time.time() + 300
-        def reached():
-            steps = [int(p.stem.split("-")[1]) for p in Path(run_dir).glob("checkpoints/step-*.ckpt")]
-            return steps and max(steps) >= kill_at_step
-
-        while not reached():
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"run ended before the kill (exit {proc.poll()}): {proc.stderr.read()[-2000:]}")
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate(timeout=600)
-    return proc.returncode, err
-
-
-def final_params(run_dir):
-    return torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+# (phase, which occurrence in that run): each crash resumes the previous one's run folder. The
+# first needs a checkpoint behind it; the others die at their first chance.
+CHAIN = [(phase, 2 if i == 0 else 1) for i, phase in enumerate(crash.PHASES)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("during_save", [False, True])
-def test_kill_and_resume_is_bitwise_identical(tmp_path, tiny_corpus, during_save):
-    args = [f"data.jsonl={tiny_corpus}", "data.vocab_size=400", "data.max_len=64", "data.batch_size=8",
-            "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.max_len=64", "trainer.max_epochs=2",
-            "checkpoint_every_n_steps=3", "validate_before_fit=false", "~callbacks.progress_bar"]
-    code, err = _train(args, tmp_path / "whole", tmp_path)
+def test_killed_at_every_phase_of_a_save_resumes_bitwise_identical(tmp_path, tiny_corpus):
+    """One run killed at each phase of a save in turn (each resume is killed at the next phase),
+    then resumed to the end: the parameters equal the uninterrupted run's bit for bit, and no
+    temp file or superseded checkpoint is left behind."""
+    args = [f"data.jsonl={tiny_corpus}", *KILL_ARGS, "trainer.max_epochs=3", "trainer.limit_train_batches=5"]
+    code, err = crash.train(args, tmp_path / "whole", tmp_path)
     assert code == 0, err[-2000:]
-    if during_save:
-        code, _ = _train(args, tmp_path / "crashed", tmp_path, env={"DIE_AT_WRITE": str(random.Random(1).randint(3, 8))})
-    else:
-        code, _ = _train(args, tmp_path / "crashed", tmp_path, kill_at_step=3 * random.Random(0).randint(1, 4))
+    run = tmp_path / "crashed"
+    code, err = crash.train(args, run, tmp_path, die_at=f"{CHAIN[0][0]}:{CHAIN[0][1]}")
+    assert code == 137, err[-2000:]
+    for k, (phase, nth) in enumerate(CHAIN[1:], 1):
+        code, err = crash.train([*args, f"ckpt_path={run}"], tmp_path / f"resume{k}", tmp_path, die_at=f"{phase}:{nth}")
+        assert code == 137, f"{phase}: {err[-2000:]}"
+    code, err = crash.train([*args, f"ckpt_path={run}"], tmp_path / "final", tmp_path)
+    assert code == 0, err[-2000:]
+    assert crash.same_params(crash.final_params(tmp_path / "whole"), crash.final_params(run))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir())
+
+
+@pytest.mark.slow
+def test_kill_9_at_a_step_and_resume_is_bitwise_identical(tmp_path, tiny_corpus):
+    args = [f"data.jsonl={tiny_corpus}", *KILL_ARGS, "trainer.max_epochs=2", "checkpoint_every_n_steps=3"]
+    code, err = crash.train(args, tmp_path / "whole", tmp_path)
+    assert code == 0, err[-2000:]
+    code, _ = crash.train(args, tmp_path / "crashed", tmp_path, kill_at_step=3 * random.Random(0).randint(1, 4))
     assert code != 0
-    leftovers = [p.name for p in (tmp_path / "crashed" / "checkpoints").iterdir()]
-    assert all(not name.startswith("model-") or name.endswith((".ckpt", ".json")) for name in leftovers)
-    code, err = _train([*args, f"ckpt_path={tmp_path / 'crashed'}"], tmp_path / "resumed", tmp_path)
+    code, err = crash.train([*args, f"ckpt_path={tmp_path / 'crashed'}"], tmp_path / "resumed", tmp_path)
     assert code == 0, err[-2000:]
-    whole, resumed = final_params(tmp_path / "whole"), final_params(tmp_path / "crashed")
-    assert whole.keys() == resumed.keys()
-    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert crash.same_params(crash.final_params(tmp_path / "whole"), crash.final_params(tmp_path / "crashed"))
 
 
 def test_export_to_safetensors(trained):
@@ -251,3 +274,43 @@ def test_resume_reports_config_differences_but_not_run_length(trained, make_cfg)
     assert training_loop.config_differences(saved, longer) == []
     changed = make_cfg("trainer.max_epochs=2", "checkpoint_every_n_steps=4", "optimizer.lr=0.5")
     assert training_loop.config_differences(saved, changed) == ["optimizer.lr: 0.001 -> 0.5"]
+
+
+def test_resume_from_a_last_batch_step_checkpoint_finishes_that_epoch(make_cfg, tmp_path):
+    """Killed right after the step checkpoint of an epoch's last batch (before validation and
+    the epoch checkpoint): the resumed run validates that epoch, writes its epoch checkpoint,
+    cleans up the step checkpoint it resumed from and a killed save's temp file, and ends
+    bitwise where the uninterrupted run ends, with the same files."""
+    shape = ["trainer.limit_train_batches=6", "trainer.limit_val_batches=2", "checkpoint_every_n_steps=3"]
+
+    def fit(cfg):
+        loop = training_loop.init(cfg)
+        loop.trainer.fit(loop.module, datamodule=loop.datamodule, ckpt_path=cfg.get("ckpt_path"))
+        return loop
+
+    first = make_cfg(*shape)
+    fit(first)
+    whole = Path(first.paths.output_dir)
+    crashed = tmp_path / "crashed"
+    shutil.copytree(whole, crashed)
+    for name in ("last.ckpt", "last.json", "model-0.ckpt", "model-0.json"):  # the kill came before these
+        (crashed / "checkpoints" / name).unlink()
+    (crashed / "checkpoints" / ".last.ckpt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    assert sorted(p.name for p in (crashed / "checkpoints").iterdir()) == [".last.ckpt.k1ll3d.tmp", "step-6.ckpt", "step-6.json"]
+
+    fit(make_cfg(*shape, "trainer.max_epochs=2", f"ckpt_path={whole}/checkpoints/last.ckpt"))
+    fit(make_cfg(*shape, "trainer.max_epochs=2", f"ckpt_path={crashed}"))
+
+    names = sorted(p.name for p in (whole / "checkpoints").iterdir())
+    assert names == ["last.ckpt", "last.json", "model-0.ckpt", "model-0.json", "model-1.ckpt", "model-1.json",
+                     "step-12.ckpt", "step-12.json"]
+    assert sorted(p.name for p in (crashed / "checkpoints").iterdir()) == names
+    for name in ("model-0.json", "model-1.json"):
+        a, b = (json.loads((run / "checkpoints" / name).read_text()) for run in (whole, crashed))
+        assert a["step"] == b["step"] and a["metrics"]["val/loss"] == b["metrics"]["val/loss"]
+    events = [json.loads(line) for line in (crashed / "events.jsonl").read_text().splitlines()]
+    events = events[max(i for i, e in enumerate(events) if e["event"] == "start"):]  # the resumed run's
+    assert [(e["event"], e["measurements"]["global_step"]) for e in events if e["event"] in ("validation", "epoch")] == [
+        ("validation", 6), ("epoch", 6), ("validation", 12), ("epoch", 12)]
+    a, b = crash.final_params(whole), crash.final_params(crashed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

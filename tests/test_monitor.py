@@ -120,9 +120,11 @@ def test_prometheus_endpoint_on_loopback_and_closed_by_close():
         port = monitor.prometheus_port
         assert port > 0 and port != other.prometheus_port
         assert monitor._server.server_address[0] == "127.0.0.1"
+        assert "elixir_coder_train" not in scrape(port)  # absent until first set, not a fake 0.0
         for step in range(1, 8):
             monitor.emit("step", {"global_step": step, "epoch": 1, "train/loss": 1 / step, "train/quality/loss": 0.5,
                                   "train/tokens_per_s": 1000.0})
+        assert "elixir_coder_val_loss" not in scrape(port)
         monitor.emit("validation", {"val/loss": 0.75})
         text = scrape(port)
         assert "elixir_coder_train_step 7.0" in text and f"elixir_coder_train_loss {1 / 7}" in text
@@ -130,7 +132,8 @@ def test_prometheus_endpoint_on_loopback_and_closed_by_close():
         assert 'elixir_coder_task_loss{task="quality"} 0.5' in text
         assert "elixir_coder_tokens_per_second 1000.0" in text
         assert 'elixir_coder_events_total{event="step"} 7.0' in text
-        assert "elixir_coder_train_step 0.0" in scrape(other.prometheus_port)
+        untouched = scrape(other.prometheus_port)
+        assert "elixir_coder_train_step" not in untouched and "elixir_coder_val_loss" not in untouched
     finally:
         monitor.close()
         other.close()
@@ -218,6 +221,45 @@ def test_callback_in_a_real_lightning_run(tmp_path, caplog):
     assert callback.monitor is None  # closed on teardown: the port is free again
     with pytest.raises(OSError):
         scrape(module.monitor.prometheus_port)
+
+
+def test_a_busy_port_is_one_clear_config_error():
+    import socket
+
+    from elixir_coder.errors import ConfigError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"callbacks.monitor.prometheus_port={port}: cannot serve .* pick a free port"):
+            Monitor.start_link(prometheus_port=port)
+
+
+def test_one_endpoint_from_pre_fit_validation_to_the_end_of_fit(tmp_path):
+    """elixir-train validates before fit: the address logged then answers for the whole run and
+    the pre-fit validation loss is kept, until fit ends."""
+    callback = MonitorCallback(event_log=str(tmp_path / "events.jsonl"), prometheus_port=0)
+    seen = []
+
+    class During(L.Callback):
+        def on_train_batch_end(self, trainer, module, *args):
+            seen.append((module.monitor.prometheus_port, scrape(module.monitor.prometheus_port)))
+
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=2, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        accelerator="cpu", devices=1, callbacks=[callback, During()])
+    module = TinyModule()
+    before = trainer.validate(module, verbose=False)[0]["val/loss"]
+    port = callback.monitor.prometheus_port
+    assert f"elixir_coder_val_loss {before}" in scrape(port)
+    trainer.fit(module)
+    assert seen[0][0] == port and f"elixir_coder_val_loss {before}" in seen[0][1]
+    events = [json.loads(line)["event"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert events[:2] == ["validation", "start"] and events[-1] == "stop"
+    assert callback.monitor is None
+    with pytest.raises(OSError):
+        scrape(port)
 
 
 def test_callback_reports_an_exception_and_closes(tmp_path):

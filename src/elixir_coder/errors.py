@@ -7,3 +7,7 @@ class ElixirCoderError(Exception):
 
 class DataError(ElixirCoderError):
     """Bad corpus records or a bad tokenized dataset on disk."""
+
+
+class ConfigError(ElixirCoderError):
+    """A config value outside its allowed range, or config keys that contradict each other."""

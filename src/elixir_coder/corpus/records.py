@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -47,19 +48,54 @@ def validate_record(record: object, where: str) -> dict:
     return record
 
 
+def _lone_surrogate(obj: object) -> str | None:
+    """The first string in ``obj`` holding a lone UTF-16 surrogate (``"\\ud800"`` parses, but no
+    tokenizer or file can encode it), or None."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"lone surrogate \\u{ord(item[exc.start]):04x} at character {exc.start}"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 def iter_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[str, object]]:
-    """``(file:line, object)`` for every non-blank line; a malformed line raises naming both."""
+    """``(file:line, object)`` for every non-blank line; a malformed line raises naming both.
+
+    Malformed means: not UTF-8, not JSON, a number Python refuses to convert (more than 4,300
+    digits), nesting deeper than the parser's recursion limit, or a string holding a lone surrogate.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such {what}")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: not UTF-8 ({exc.reason}: byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from exc
             if not line.strip():
                 continue
             try:
-                yield f"{path}:{lineno}", json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from exc
+                raise DataError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from exc
+            except ValueError as exc:  # Python's limit on integer digits
+                raise DataError(f"{where}: malformed JSON (a number longer than {sys.get_int_max_str_digits()} digits)") from exc
+            except RecursionError as exc:
+                raise DataError(f"{where}: malformed JSON (nested too deeply)") from exc
+            if "\\u" in line.lower() and (bad := _lone_surrogate(obj)):
+                raise DataError(f"{where}: invalid text ({bad}); write the characters as valid UTF-8")
+            yield where, obj
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

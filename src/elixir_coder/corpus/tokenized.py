@@ -21,6 +21,7 @@ import numpy as np
 
 from elixir_coder.errors import DataError
 from elixir_coder.io import atomic_write, sha256_file
+from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
 
 FORMAT_VERSION = 2
 BIN_MAGIC = b"ECTOKBIN"
@@ -85,19 +86,65 @@ def write_meta(out_dir: Path, meta: dict) -> None:
 
 
 def read_meta(data_dir: str | os.PathLike) -> dict:
+    """``meta.json``, checked for every field readers use (types and ranges), so a hand-edited or
+    foreign file is one clear error here rather than a KeyError deep in a loader."""
     path = Path(data_dir) / "meta.json"
     if not path.is_file():
         raise DataError(f"{path}: no tokenized dataset here; run `elixir-data prepare` (or `elixir-train`, which prepares it)")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run `elixir-data prepare`") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: not valid JSON ({type(exc).__name__}); re-run `elixir-data prepare`") from exc
+    redo = "re-run `elixir-data prepare data.overwrite=true`"
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(meta).__name__}; {redo}")
     if meta.get("version") != FORMAT_VERSION:
-        raise DataError(
-            f"{path}: format version {meta.get('version')!r}, this package reads version {FORMAT_VERSION}; "
-            "re-run `elixir-data prepare data.overwrite=true`"
-        )
+        raise DataError(f"{path}: format version {meta.get('version')!r}, this package reads version {FORMAT_VERSION}; {redo}")
+    problem = _meta_problem(meta)
+    if problem:
+        raise DataError(f"{path}: {problem}; {redo}")
     return meta
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _meta_problem(meta: dict) -> str | None:
+    from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS
+
+    vocab = meta.get("vocab_size")
+    if not _is_int(vocab) or not len(SPECIAL_TOKENS) <= vocab <= np.iinfo(np.uint32).max:
+        return f"'vocab_size' is {vocab!r}, expected an integer >= {len(SPECIAL_TOKENS)}"
+    special = meta.get("special_tokens")
+    if not isinstance(special, dict):
+        return f"'special_tokens' is {type(special).__name__ if special is not None else 'missing'}, expected an object of token -> id"
+    for token in SPECIAL_TOKENS:
+        if not _is_int(special.get(token)) or not 0 <= special[token] < vocab:
+            return f"special_tokens[{token!r}] is {special.get(token)!r}, expected an id in [0, {vocab})"
+    if "tokenizer" not in meta or not isinstance(meta["tokenizer"], (str, type(None))):
+        return f"'tokenizer' is {meta.get('tokenizer', 'missing')!r}, expected a file name (or null: synthetic data)"
+    splits = meta.get("splits")
+    if not isinstance(splits, dict) or not all(isinstance(v, dict) for v in splits.values()):
+        return "'splits' is missing or not an object of split -> {samples, tokens, shards}"
+    text = lambda v: isinstance(v, str)  # noqa: E731
+    for split, info in splits.items():
+        for key, ok in (("samples", _is_int), ("tokens", _is_int), ("shards", lambda v: isinstance(v, list))):
+            if not ok(info.get(key)):
+                return f"splits.{split}.{key} is {info.get(key)!r}"
+        for k, shard in enumerate(info["shards"]):
+            if not isinstance(shard, dict):
+                return f"splits.{split}.shards[{k}] is {shard!r}, expected an object"
+            for key, ok in (("name", lambda v: text(v) and "/" not in v and not v.startswith(".")), ("samples", _is_int),
+                            ("tokens", _is_int), ("bin_sha256", text), ("idx_sha256", text)):
+                if not ok(shard.get(key)):
+                    return f"splits.{split}.shards[{k}].{key} is {shard.get(key)!r}"
+    for key, ours in (("tasks", TASKS), ("quality_labels", QUALITY_LABELS), ("security_labels", SECURITY_LABELS)):
+        if key in meta and meta[key] != list(ours):
+            return f"'{key}' differs from this package's ({meta[key]!r}): the ids in the .idx files would mean other things"
+    return None
 
 
 def _read_header(path: Path, magic: bytes, itemsize: int | None) -> tuple[int, int]:
@@ -144,16 +191,7 @@ def _open_shard(data_dir: Path, name: str, vocab_size: int) -> tuple[np.memmap, 
     _, n_samples = _read_header(idx_path, IDX_MAGIC, INDEX_DTYPE.itemsize)
     tokens = np.memmap(bin_path, dtype=TOKEN_DTYPES[itemsize], mode="r", offset=HEADER_SIZE, shape=(n_tokens,)) if n_tokens else np.zeros(0, TOKEN_DTYPES[itemsize])
     index = np.fromfile(idx_path, dtype=INDEX_DTYPE, offset=HEADER_SIZE)
-    ends = index["offset"] + index["length"]
-    bad = np.flatnonzero(ends > n_tokens)
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(
-            f"{idx_path}: sample {i} ends at token {int(ends[i])}, past the end of {bin_path.name} "
-            f"({n_tokens} tokens); re-run `elixir-data prepare data.overwrite=true`"
-        )
-    if np.any(index["prompt_len"] > index["length"]) or np.any(index["length"] == 0):
-        raise DataError(f"{idx_path}: a sample has length 0 or a prompt longer than itself")
+    validate_index(index, n_tokens, idx_path=idx_path, bin_path=bin_path)
     if n_tokens:
         top = int(tokens.max())
         if top >= vocab_size:
@@ -185,6 +223,69 @@ def open_split(data_dir: str | os.PathLike, split: str, vocab_size: int, meta: d
         raise DataError(f"{data_dir}: the {split!r} split is empty; give the corpus more records or lower data.val_fraction")
     shard = np.repeat(np.arange(len(indexes), dtype=np.int32), [len(i) for i in indexes])
     return SplitArrays(tokens=tokens, index=index, shard=shard)
+
+
+def index_columns(index: np.ndarray) -> dict[str, np.ndarray]:
+    """The index fields as contiguous arrays, which readers index per batch (and checks run on
+    at memory speed; the interleaved 40-byte records are many times slower to scan)."""
+    return {
+        "offset": index["offset"].astype(np.uint64), "length": index["length"].astype(np.int64),
+        "prompt_len": index["prompt_len"].astype(np.int64), "task": index["task"].astype(np.int64),
+        "quality": index["quality"].astype(np.uint64), "security": index["security"].astype(np.uint64),
+    }
+
+
+def validate_index(index: np.ndarray, n_tokens: int, *, idx_path: Path, bin_path: Path) -> dict[str, np.ndarray]:
+    """Check every record of ``index`` and return its columns (``index_columns``): offset and
+    length inside the ``n_tokens`` of ``bin_path`` (no wrap-around near 2**64), length > 0, a
+    prompt no longer than its sample, a known task id, and label bits only of known labels.
+
+    Reductions (max/min: no array written) decide a good index with two elementwise passes;
+    only a bad one pays for the per-record pass that names its first bad record."""
+    cols = index_columns(index)
+    check_columns(cols, n_tokens, idx_path=idx_path, bin_path=bin_path)
+    return cols
+
+
+def check_columns(cols: dict[str, np.ndarray], n_tokens: int, *, idx_path: Path, bin_path: Path) -> None:
+    """``validate_index`` on columns already made."""
+    offset, length, prompt, task = cols["offset"], cols["length"], cols["prompt_len"], cols["task"]
+    good = len(offset) == 0 or (
+        int(offset.max()) <= n_tokens and int(length.min()) >= 1 and int(task.max()) < len(TASKS)
+        and int(cols["quality"].max()) >> len(QUALITY_LABELS) == 0
+        and int(cols["security"].max()) >> len(SECURITY_LABELS) == 0
+        # offsets <= n_tokens < 2**63 and lengths < 2**32 (checked above): the sum cannot wrap
+        and int(np.add(offset, length.view(np.uint64)).max()) <= n_tokens
+        and bool(np.less_equal(prompt, length).all())
+    )
+    if not good:
+        n = np.uint64(n_tokens)
+        room = n - np.minimum(offset, n)  # tokens after each offset; never wraps
+        bad = (length.view(np.uint64) - np.uint64(1) >= room) | (prompt > length) | (task >= len(TASKS))
+        bad |= (cols["quality"] >> np.uint64(len(QUALITY_LABELS))) != 0
+        bad |= (cols["security"] >> np.uint64(len(SECURITY_LABELS))) != 0
+        i = int(np.argmax(bad))
+        raise DataError(f"{idx_path}: record {i}: {_record_problem(cols, i, n_tokens, bin_path)}; "
+                        "re-run `elixir-data prepare data.overwrite=true`")
+
+
+def _record_problem(cols: dict[str, np.ndarray], i: int, n_tokens: int, bin_path: Path) -> str:
+    offset, length, prompt, task = (int(cols[k][i]) for k in ("offset", "length", "prompt_len", "task"))
+    if offset > n_tokens:
+        return f"offset {offset} is past the end of {bin_path.name} ({n_tokens} tokens)"
+    if length == 0:
+        return "length 0"
+    if offset + length > n_tokens:
+        return f"offset {offset} + length {length} runs past the end of {bin_path.name} ({n_tokens} tokens)"
+    if prompt > length:
+        return f"prompt length {prompt} is longer than the sample ({length} tokens)"
+    if task >= len(TASKS):
+        return f"task id {task}, but there are {len(TASKS)} tasks (0..{len(TASKS) - 1})"
+    for name, labels in (("quality", QUALITY_LABELS), ("security", SECURITY_LABELS)):
+        bits = int(cols[name][i])
+        if bits >> len(labels):
+            return f"{name} label bits {bits:#x} name labels beyond the {len(labels)} known ones"
+    return "invalid"
 
 
 def verify_checksums(data_dir: str | os.PathLike, meta: dict) -> None:

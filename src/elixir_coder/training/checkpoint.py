@@ -1,18 +1,27 @@
-"""Checkpoints (spec 4.6): durable atomic writes, a metadata file beside each checkpoint,
-loading without unpickling code, and clear errors for every way a checkpoint can be wrong.
+"""Checkpoints (spec 4.6): durable atomic writes, an integrity record inside each checkpoint file,
+a metadata file beside it, loading without unpickling code, and clear errors for every way a
+checkpoint can be wrong.
 
 Lightning's own save writes a temp file through fsspec and never fsyncs, so a power cut can
 leave a checkpoint that looks complete but is not on disk; ``AtomicCheckpointIO`` plugs our
 temp-file + fsync + rename + folder fsync into the Trainer as its ``CheckpointIO``.
+
+The integrity record (format, SHA-256 and size of the archive) is the zip comment of the file
+``torch.save`` writes: one rename publishes checkpoint and record together, so every instant of
+a save leaves the newest or the previous checkpoint loadable and verifiable, the file stays a
+plain ``torch.load``-able archive, and a copy or link of it (``last.ckpt``) carries its record.
+The ``.json`` beside it is a convenience copy for people and tools; loading never trusts it.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +36,11 @@ from elixir_coder.io import atomic_write
 
 FORMAT_VERSION = 1
 KEY = "elixir_coder"  # our section inside Lightning's checkpoint dict
+RECORD_FORMAT = "elixir-coder-checkpoint"
+# The zip end-of-central-directory record: signature, 16 bytes of fields, comment length, comment.
+_EOCD = b"PK\x05\x06"
+_EOCD_SIZE = 22
+_MAX_COMMENT = 0xFFFF
 
 
 class CheckpointError(ElixirCoderError):
@@ -54,62 +68,196 @@ def _all_finite(obj: Any) -> bool:
     return True
 
 
+def seal(archive: bytes, record: dict) -> bytes:
+    """``archive`` (a ``torch.save`` zip) with ``record`` plus the archive's SHA-256 and size as
+    its zip comment; ``torch.load`` and ``zipfile`` read the result unchanged."""
+    at = archive.rfind(_EOCD)
+    if at < 0 or len(archive) != at + _EOCD_SIZE:
+        raise CheckpointError("torch.save wrote an archive this package cannot seal (unexpected zip ending)")
+    body = archive[: at + _EOCD_SIZE - 2]  # everything but the comment length
+    comment = json.dumps({**record, "format": RECORD_FORMAT, "sha256": hashlib.sha256(body).hexdigest(),
+                          "bytes": len(body)}, sort_keys=True).encode()
+    if len(comment) > _MAX_COMMENT:
+        raise CheckpointError(f"checkpoint integrity record too long ({len(comment)} bytes)")
+    return body + struct.pack("<H", len(comment)) + comment
+
+
+def unseal(data: bytes) -> tuple[dict | None, bytes]:
+    """The integrity record of a sealed checkpoint (None when it has none) and the bytes it covers."""
+    lo = max(0, len(data) - _EOCD_SIZE - _MAX_COMMENT)
+    at = data.rfind(_EOCD, lo)
+    while at >= 0:  # the end record is the one whose comment runs exactly to the end of the file
+        if at + _EOCD_SIZE <= len(data) and at + _EOCD_SIZE + struct.unpack_from("<H", data, at + 20)[0] == len(data):
+            break
+        at = data.rfind(_EOCD, lo, at)
+    if at < 0 or at + _EOCD_SIZE == len(data):
+        return None, data
+    try:
+        record = json.loads(data[at + _EOCD_SIZE :])
+    except (ValueError, UnicodeDecodeError):
+        return None, data
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        return None, data
+    return record, data[: at + _EOCD_SIZE - 2]
+
+
+def _write_durably(path: Path, blob: bytes) -> None:
+    """Temp file beside ``path``, fsync, rename over it, fsync the folder (``io.atomic_write``)."""
+    with atomic_write(path) as fh:
+        fh.write(blob)
+
+
+def stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Temp files a killed save left in ``folder`` (``.X.ckpt.*.tmp``, ``.X.json.*.tmp``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(".*.tmp") if p.is_file() and (".ckpt." in p.name or ".json." in p.name))
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete what a killed save left behind (each such file holds a whole checkpoint's bytes)."""
+    removed = stale_temp_files(folder)
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
 class AtomicCheckpointIO(CheckpointIO):
-    """Writes ``X.ckpt`` and ``X.json`` (metadata) durably and atomically; loads with
-    ``weights_only=True`` after checking the file against its recorded checksum."""
+    """Writes ``X.ckpt`` (with its integrity record inside) and then ``X.json`` (metadata) durably
+    and atomically; loads with ``weights_only=True`` after checking the file against its record."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if not _all_finite(checkpoint.get("state_dict", {})):
             raise CheckpointError(f"{path}: refusing to write a checkpoint with non-finite parameters")
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        data = buffer.getvalue()
-        with atomic_write(path) as fh:
-            fh.write(data)
         ours = checkpoint.get(KEY, {})
         meta = {
             "format_version": FORMAT_VERSION,
             "epoch": checkpoint.get("epoch"),
             "step": checkpoint.get("global_step"),
-            "metrics": ours.get("metrics", {}),
             "config_sha256": hashlib.sha256(ours.get("config_yaml", "").encode()).hexdigest(),
             "package_version": _package_version(),
-            "file_sha256": hashlib.sha256(data).hexdigest(),
-            "file_bytes": len(data),
         }
-        with atomic_write(metadata_path(path), "w") as fh:
-            json.dump(meta, fh, indent=2, sort_keys=True)
+        data = seal(buffer.getvalue(), meta)
+        del buffer
+        meta = {**meta, "metrics": ours.get("metrics", {}), "file_sha256": hashlib.sha256(data).hexdigest(),
+                "file_bytes": len(data)}
+        try:
+            _write_durably(Path(path), data)
+            _write_durably(metadata_path(path), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        except OSError as exc:
+            hint = "free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder"
+            raise CheckpointError(
+                f"{path}: cannot write the checkpoint ({exc.strerror or exc}); {hint} (paths.output_dir) "
+                "and resume with ckpt_path=<run folder>: the previous checkpoints are intact"
+            ) from exc
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read(path, map_location=map_location)
 
     def remove_checkpoint(self, path) -> None:
         # Metadata first: a kill between the two leaves a checkpoint without metadata (still
-        # loadable), never metadata pointing at nothing.
+        # loadable and verifiable: the record is inside it), never metadata pointing at nothing.
         for p in (metadata_path(path), Path(path)):
             p.unlink(missing_ok=True)
 
 
+def _step_of(path: str | os.PathLike) -> int:
+    try:
+        return int(Path(path).stem.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """Mid-epoch checkpoints ``step-N.ckpt`` every N optimizer steps, only the newest kept, that
+    a run can be killed and resumed from exactly. Two gaps of Lightning's ``ModelCheckpoint``
+    are closed here:
+
+    - Lightning never deletes the checkpoint a run resumed from, nor one whose deletion a kill
+      interrupted; here both are superseded step checkpoints of this run folder, so each save
+      removes every older ``step-*.ckpt`` (and its ``.json``).
+    - Resuming from a step checkpoint taken on an epoch's last batch, Lightning counts that
+      epoch as finished and skips its validation and epoch-end hooks (so no epoch checkpoint,
+      and anything driven by validation metrics drifts from an uninterrupted run). Here they run
+      first, as the uninterrupted run ran them right after that batch.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int):
+        super().__init__(dirpath=dirpath, filename="step-{step}", every_n_train_steps=every_n_train_steps,
+                         save_top_k=1, monitor="step", mode="max", save_last=False, auto_insert_metric_name=False,
+                         enable_version_counter=False)
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        if trainer.is_global_zero:
+            for old in Path(filepath).parent.glob("step-*.ckpt"):
+                if _step_of(old) < _step_of(filepath):
+                    trainer.strategy.remove_checkpoint(old)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        fit, epoch_loop = trainer.fit_loop, trainer.fit_loop.epoch_loop
+        if not (fit.restarted_mid_epoch and epoch_loop.restarted_on_train_batch_end and epoch_loop.batch_progress.is_last_batch):
+            return
+        from lightning.pytorch.trainer import call
+
+        fit.epoch_progress.current.completed -= 1  # back in the epoch whose last batch was trained
+        try:
+            if epoch_loop._should_check_val_epoch():
+                trainer.validating = True
+                epoch_loop.val_loop.run()
+                trainer.training = True
+            trainer._logger_connector.epoch_end_reached()
+            call._call_callback_hooks(trainer, "on_train_epoch_end")
+            call._call_lightning_module_hook(trainer, "on_train_epoch_end")
+            trainer._logger_connector.on_epoch_end()
+        finally:
+            fit.epoch_progress.current.completed += 1
+
+
+def verify(path: str | os.PathLike, data: bytes) -> None:
+    """Check checkpoint bytes against the integrity record inside them (or, for a checkpoint
+    written before records existed, the SHA-256 in the ``.json`` beside it)."""
+    path = Path(path)
+    if not data:
+        raise CheckpointError(f"{path}: empty file (0 bytes); a save was cut short: use an earlier checkpoint")
+    record, body = unseal(data)
+    if record is not None:
+        if record.get("bytes") != len(body) or record.get("sha256") != hashlib.sha256(body).hexdigest():
+            raise CheckpointError(f"{path}: checksum does not match the integrity record inside it; "
+                                  "the file was damaged after it was written: use an earlier checkpoint")
+        return
+    meta_file = metadata_path(path)
+    try:
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+    except (ValueError, UnicodeDecodeError, OSError):
+        meta = None
+    written = meta.get("file_bytes") if isinstance(meta, dict) else None
+    if isinstance(meta, dict) and written == len(data) and isinstance(meta.get("file_sha256"), str):
+        if meta["file_sha256"] != hashlib.sha256(data).hexdigest():  # written before records existed
+            raise CheckpointError(f"{path}: checksum does not match {meta_file.name}; the file changed after it "
+                                  "was written: use an earlier checkpoint")
+        return
+    size = f"{len(data)} bytes" + (f", {written} when written" if isinstance(written, int) else "")
+    raise CheckpointError(f"{path}: no integrity record at its end ({size}): truncated, damaged, or not written "
+                          "by elixir-coder; use an earlier checkpoint")
+
+
 def read(path: str | os.PathLike, map_location: Any | None = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely: checksum against its metadata, then ``torch.load(weights_only=True)``."""
+    """Load a checkpoint safely: verify its integrity record, then ``torch.load(weights_only=True)``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     data = path.read_bytes()
-    meta_file = metadata_path(path)
-    if meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        if meta.get("file_bytes") not in (None, len(data)):
-            raise CheckpointError(
-                f"{path}: truncated ({len(data)} bytes, {meta['file_bytes']} when written); use an earlier checkpoint"
-            )
-        if meta.get("file_sha256") not in (None, hashlib.sha256(data).hexdigest()):
-            raise CheckpointError(f"{path}: checksum does not match {meta_file.name}; the file changed after it was written")
+    verify(path, data)
     try:
         checkpoint = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]}); it may be truncated") from exc
-    version = checkpoint.get(KEY, {}).get("format_version")
+    version = checkpoint.get(KEY, {}).get("format_version") if isinstance(checkpoint, dict) else None
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version!r}, this package reads version {FORMAT_VERSION}; "

@@ -16,10 +16,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lightning.pytorch.callbacks import ModelCheckpoint
-
 from elixir_coder.model.compile import compile_model
-from elixir_coder.training.checkpoint import KEY, read, resolve_ckpt_path, run_dir_of
+from elixir_coder.training.checkpoint import KEY, StepCheckpoint, read, remove_stale_temp_files, resolve_ckpt_path, run_dir_of
 
 from elixir_coder.training.data import ElixirDataModule
 from elixir_coder.training.contrastive import RuleTiers
@@ -107,6 +105,8 @@ def init(cfg: DictConfig) -> Loop:
             cfg.paths.output_dir = str(run_dir_of(ckpt))
         log.info("resuming from %s (epoch %s, step %s) in %s", ckpt, saved.get("epoch"), purge_step, cfg.paths.output_dir)
         del saved
+    for stale in remove_stale_temp_files(f"{cfg.paths.output_dir}/checkpoints"):  # what a killed save left
+        log.info("removed %s, left by an interrupted checkpoint save", stale)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule: ElixirDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -140,10 +140,7 @@ def init(cfg: DictConfig) -> Loop:
     if cfg.get("checkpoint_every_n_steps"):
         # Mid-epoch checkpoints for crash recovery: the newest one is kept, beside the epoch
         # checkpoints of the `callbacks` group; resuming from the run folder takes the newest.
-        callbacks.append(ModelCheckpoint(
-            dirpath=f"{cfg.paths.output_dir}/checkpoints", filename="step-{step}", every_n_train_steps=cfg.checkpoint_every_n_steps,
-            save_top_k=1, monitor="step", mode="max", save_last=False, auto_insert_metric_name=False,
-        ))
+        callbacks.append(StepCheckpoint(f"{cfg.paths.output_dir}/checkpoints", cfg.checkpoint_every_n_steps))
     loggers = [
         instantiate(c, **({"purge_step": purge_step} if purge_step is not None and "TensorBoard" in c._target_ else {}))
         for c in (cfg.get("logger") or {}).values() if c is not None

@@ -22,6 +22,8 @@ from typing import Any
 
 import lightning as L
 
+from elixir_coder.errors import ConfigError
+
 log = logging.getLogger("elixir_coder")
 
 EVENTS = ("start", "step", "epoch", "validation", "checkpoint", "phase", "stop", "exception")
@@ -97,6 +99,7 @@ class Monitor:
         self._server = None
         self._thread: threading.Thread | None = None
         self._gauges: dict[str, Any] = {}
+        self._latest: _LatestValues | None = None
 
     @classmethod
     def start_link(cls, **opts) -> Monitor:
@@ -114,8 +117,9 @@ class Monitor:
                 self._start_exporter()
             except OSError as exc:
                 self.close()
-                raise OSError(f"monitor: cannot serve Prometheus metrics on {self.prometheus_host}:"
-                              f"{self.prometheus_port}: {exc}") from exc
+                raise ConfigError(f"callbacks.monitor.prometheus_port={self.prometheus_port}: cannot serve Prometheus "
+                                  f"metrics on {self.prometheus_host}:{self.prometheus_port} ({exc.strerror or exc}); "
+                                  "pick a free port, or 0 for any free one") from exc
         with self._lock:
             self.state["status"] = "running"
             self.state["started_at"] = self.state["updated_at"] = time.time()
@@ -124,12 +128,9 @@ class Monitor:
         from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
         registry = CollectorRegistry()  # our own: two monitors in one process never clash
+        self._latest = _LatestValues()
+        registry.register(self._latest)
         self._gauges = {
-            "step": Gauge("elixir_coder_train_step", "Global optimizer step", registry=registry),
-            "epoch": Gauge("elixir_coder_train_epoch", "Current epoch", registry=registry),
-            "loss": Gauge("elixir_coder_train_loss", "Last training loss", registry=registry),
-            "val_loss": Gauge("elixir_coder_val_loss", "Last validation loss", registry=registry),
-            "tokens": Gauge("elixir_coder_tokens_per_second", "Real tokens per second", registry=registry),
             "task_loss": Gauge("elixir_coder_task_loss", "Last training loss per task", ["task"], registry=registry),
             # Exposed as elixir_coder_events_total (prometheus_client adds the suffix).
             "events": Counter("elixir_coder_events", "Training events emitted", ["event"], registry=registry),
@@ -217,17 +218,17 @@ class Monitor:
             self._export(event, numbers)
 
     def _export(self, event: str, numbers: dict) -> None:
-        g = self._gauges
+        g, latest = self._gauges, self._latest
         g["events"].labels(event=event).inc()
-        g["step"].set(self.state["step"])
-        g["epoch"].set(self.state["epoch"])
+        latest.set("step", self.state["step"])
+        latest.set("epoch", self.state["epoch"])
         if self.state["tokens_per_s"] is not None:
-            g["tokens"].set(self.state["tokens_per_s"])
+            latest.set("tokens", self.state["tokens_per_s"])
         for key, value in numbers.items():
             if key == "train/loss":
-                g["loss"].set(value)
+                latest.set("loss", value)
             elif key == "val/loss":
-                g["val_loss"].set(value)
+                latest.set("val_loss", value)
             elif key.startswith("train/") and key.endswith("/loss") and key.count("/") == 2:
                 g["task_loss"].labels(task=key.split("/")[1]).set(value)
 
@@ -249,6 +250,35 @@ class Monitor:
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+
+
+class _LatestValues:
+    """A prometheus_client collector exposing each gauge only once it has a value: a gauge that
+    reads 0.0 before the first step would look like a real loss of zero on a dashboard."""
+
+    GAUGES = {
+        "step": ("elixir_coder_train_step", "Global optimizer step"),
+        "epoch": ("elixir_coder_train_epoch", "Current epoch"),
+        "loss": ("elixir_coder_train_loss", "Last training loss"),
+        "val_loss": ("elixir_coder_val_loss", "Last validation loss"),
+        "tokens": ("elixir_coder_tokens_per_second", "Real tokens per second"),
+    }
+
+    def __init__(self):
+        self.values: dict[str, float] = {}
+
+    def set(self, key: str, value: float) -> None:
+        self.values[key] = float(value)
+
+    def describe(self):
+        return []  # metric names vary with what is set; nothing to check at registration
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        for key, value in list(self.values.items()):
+            name, doc = self.GAUGES[key]
+            yield GaugeMetricFamily(name, doc, value=value)
 
 
 def start_link(**opts) -> Monitor:
@@ -276,8 +306,12 @@ class MonitorCallback(L.Callback):
     through it), and emits the training events from Lightning's hooks.
 
     The event log and the Prometheus endpoint exist on global rank 0 only: one file and one
-    port per run. ``handlers`` (id -> handler, for all events) are attached as soon as the
-    monitor starts, so they see ``start``.
+    port per run. The monitor starts at the first stage (the pre-fit validation of
+    ``elixir-train``) and stays up through ``fit``, so the address logged first answers for the
+    whole run and the pre-fit validation loss stays in the state; it closes after ``fit`` or
+    an exception (an endpoint opened for validation alone lives until the process ends: its
+    server thread is a daemon). ``handlers`` (id -> handler, for all events) are attached as
+    soon as the monitor starts, so they see ``start``.
     """
 
     def __init__(self, event_log: str | None = None, prometheus_port: int | None = None,
@@ -338,7 +372,8 @@ class MonitorCallback(L.Callback):
         self._close()  # Lightning skips the teardown hook after an exception
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._close()
+        if stage == "fit":
+            self._close()
 
     def _close(self) -> None:
         if self.monitor is not None:
