@@ -290,7 +290,7 @@ def test_data_error_raised_inside_hydra_instantiate_is_our_line(capsys):
     with pytest.raises(SystemExit) as exc:
         run_reporting_errors(lambda c: instantiate(c.thing), cfg)
     assert exc.value.code == 2
-    assert capsys.readouterr().err.splitlines() == ["error: data.max_sample_tokens=8: must be at least 16"]
+    assert capsys.readouterr().err.splitlines() == ["error: a.jsonl: no such file (data.jsonl)"]
 
 
 def test_a_foreign_error_inside_instantiate_is_not_swallowed():

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -312,3 +313,24 @@ def test_distributed_stages_on_datatrove_local_executor_match_prepare(corpus, pr
         assert [s["bin_sha256"] for s in got["splits"][split]["shards"]] == [s["bin_sha256"] for s in info["shards"]]
         assert [s["idx_sha256"] for s in got["splits"][split]["shards"]] == [s["idx_sha256"] for s in info["shards"]]
     assert got["report"]["files"] == meta["report"]["files"]
+
+
+def test_jsonl_is_read_in_chunks_by_workers_with_per_record_licenses(tmp_path, monkeypatch):
+    import elixir_coder.corpus.prepare as prep
+
+    monkeypatch.setattr(prep, "JSONL_CHUNK", 7)  # several chunks, each re-read from its byte offset
+    jsonl = tmp_path / "r.jsonl"
+    lines = [json.dumps({"task": "code_generation", "prompt": f"# {i}\n", "completion": MODULE.format(ns="J", name=f"M{i}", what="x", n=i),
+                         "source": f"m{i}.ex", **({"license": "MIT"} if i % 3 == 0 else {})}) for i in range(40)]
+    jsonl.write_text("\n".join(lines[:20]) + "\n\n" + "\n".join(lines[20:]) + "\n")  # a blank line is skipped
+    opts = dict(jsonl=str(jsonl), vocab_size=600, val_fraction=0.2, seed=2, max_sample_tokens=512)
+    one = prepare(tmp_path / "one", recipe(**opts), workers=1)
+    two = prepare(tmp_path / "two", recipe(**opts), workers=2)
+    assert one["report"]["sources"]["records_in"] == 40
+    assert sum(s["samples"] for s in one["splits"].values()) == 40
+    assert [s["bin_sha256"] for v in one["splits"].values() for s in v["shards"]] == \
+        [s["bin_sha256"] for v in two["splits"].values() for s in v["shards"]]
+    by_license = Counter()
+    for info in one["splits"].values():
+        by_license.update(info["licenses"])
+    assert by_license == {"MIT": 14, "unknown": 26}

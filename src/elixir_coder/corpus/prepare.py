@@ -37,7 +37,7 @@ import numpy as np
 from elixir_coder.corpus import tokenized
 from elixir_coder.corpus.dedup import DedupConfig, Deduplicator, content_hash, signature
 from elixir_coder.corpus.encode import Encoder
-from elixir_coder.corpus.records import iter_jsonl, validate_record
+from elixir_coder.corpus.records import iter_jsonl_from, validate_record
 from elixir_coder.corpus.report import build_report
 from elixir_coder.corpus.sources import FileLimits, Project, decode_source, discover, read_files
 from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, special_ids, tokenizer_id
@@ -63,11 +63,19 @@ def recipe(
     seed: int = 0, demo_modules: int = 320, max_sample_tokens: int = 2048, licenses=None, dedup: dict | None = None,
     filters: dict | None = None, labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20,
     tokenizer_sample_mb: float = 4.0, shard_tokens: int = 1 << 28, mining: dict | None = None, tokenizer: str | None = None,
+    check_paths: bool = True,
 ) -> dict:
-    """Everything that determines the prepared files; stored in meta.json to detect stale data."""
+    """Everything that determines the prepared files; stored in meta.json to detect stale data.
+    ``check_paths``: the sources must exist (not when using a dataset prepared elsewhere)."""
     jsonls = [str(Path(p).resolve()) for p in _as_list(jsonl)]
     dirs = [str(Path(p).resolve()) for p in _as_list(source_dir)]
     sources = {"jsonl": jsonls, "source_dir": dirs} if jsonls or dirs else {"demo": demo_modules}
+    for given, path in zip(_as_list(source_dir), dirs):
+        if check_paths and not Path(path).is_dir():
+            raise DataError(f"{given}: not a directory (data.source_dir)")
+    for given, path in zip(_as_list(jsonl), jsonls):
+        if check_paths and not Path(path).is_file():
+            raise DataError(f"{given}: no such file (data.jsonl)")
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"data.val_fraction={val_fraction}: must be between 0 and 1")
     if not 0.0 <= test_fraction < 1.0 - val_fraction:
@@ -175,7 +183,9 @@ class EncodeItem:
     number: int
     project: Project | None = None
     kept: dict[str, np.ndarray | None] | None = None  # rel -> boundaries (long files only)
-    records: list[dict] | None = None
+    records: list[dict] | None = None  # demo records
+    jsonl: tuple[str, int, int, int] | None = None  # (file, byte offset, line, record index) of a chunk
+    licenses: list[str] | None = None  # the dataset's license names (records may name their own)
     license_id: int = 0
     source_id: int = 0
     unit_split: str | None = None  # the project's split (split_by=project)
@@ -222,8 +232,10 @@ def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tup
             split = item.unit_split or split_of(f"{item.project.name}:{module_unit(r['source'])}", rec)
             by_split[split].append(r)
     else:
-        for r in item.records:
+        for r in item.records if item.records is not None else _jsonl_chunk(item, rec):
             stats[f"records/{r['task']}/{r.get('kind', 'record')}"] += 1
+            if r.get("license") in item.licenses:
+                r["_license"] = item.licenses.index(r["license"])
             by_split[r.pop("_split")].append(r)
     written = {}
     for split, records in by_split.items():
@@ -276,35 +288,74 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
 
 
-def _record_items(rec: dict, stats: Counter, sample: list[str], sample_budget: int, first: int) -> Iterator[EncodeItem]:
-    """JSONL records and the demo corpus, in batches, with their split decided here."""
-    batch, n = [], first
+JSONL_CHUNK = 4096  # records of one encode task; a worker re-reads its chunk from a byte offset
 
-    def records() -> Iterator[tuple[str, dict]]:
-        if "demo" in rec["sources"]:
-            for i, r in enumerate(demo_records(rec)):
-                yield f"demo:{r.get('source') or i}", r
-        for path in rec["sources"].get("jsonl", []):
-            for i, (where, obj) in enumerate(iter_jsonl(path, "file (data.jsonl)")):
-                r = validate_record(obj, where)
-                yield f"{path}:{r.get('source') or f'record-{i}'}", r
 
-    for key, r in records():
+def _record_items(rec: dict, stats: Counter, sample: list[str], sample_budget: int, first: int,
+                  licenses: set[str] | None = None) -> Iterator[EncodeItem]:
+    """The demo corpus (in memory, it is small) and JSONL files (streamed: each item names a chunk
+    of a file, which its worker reads again), counting records and sampling tokenizer text."""
+    n = first
+    if "demo" in rec["sources"]:
+        batch = []
+        for i, r in enumerate(demo_records(rec)):
+            r = _keep_record(f"demo:{r.get('source') or i}", r, rec, stats)
+            if r is not None:
+                sample_budget = _sample(r, sample, sample_budget)
+                batch.append(r)
+        for k in range(0, len(batch), JSONL_CHUNK):
+            yield EncodeItem(n, records=batch[k : k + JSONL_CHUNK])
+            n += 1
+    for path in rec["sources"].get("jsonl", []):
+        start, count = None, 0
+        for i, (where, obj, offset) in enumerate(iter_jsonl_from(path, "file (data.jsonl)")):
+            if start is None:
+                start = (path, offset, int(where.rsplit(":", 1)[1]), i)
+            r = _keep_record(_jsonl_key(path, obj, i), validate_record(obj, where), rec, stats)
+            if r is not None:
+                sample_budget = _sample(r, sample, sample_budget)
+                if licenses is not None and isinstance(r.get("license"), str):
+                    licenses.add(r["license"])
+            count += 1
+            if count == JSONL_CHUNK:
+                yield EncodeItem(n, jsonl=start)
+                n, start, count = n + 1, None, 0
+        if start is not None:
+            yield EncodeItem(n, jsonl=start)
+            n += 1
+
+
+def _jsonl_key(path: str, r: dict, i: int) -> str:
+    return f"{path}:{r.get('source') or f'record-{i}'}"
+
+
+def _keep_record(key: str, r: dict, rec: dict, stats: Counter | None) -> dict | None:
+    """The record with its split, or None when its license is not kept (counted once, in ``stats``)."""
+    if stats is not None:
         stats["records_in"] += 1
-        if rec["licenses"] and r.get("license", DEMO_LICENSE if "demo" in rec["sources"] else "unknown") not in rec["licenses"]:
+    if rec["licenses"] and r.get("license", DEMO_LICENSE if "demo" in rec["sources"] else "unknown") not in rec["licenses"]:
+        if stats is not None:
             stats["skipped_records/license_not_allowed"] += 1
-            continue
-        r = {**r, "_split": split_of(key, rec)}
-        if r["_split"] == "train" and sample_budget > 0:
-            text = r.get("text") or r.get("prompt", "") + r.get("completion", "")
-            sample.append(text)
-            sample_budget -= len(text)
-        batch.append(r)
-        if len(batch) >= 4096:
-            yield EncodeItem(n, records=batch)
-            batch, n = [], n + 1
-    if batch:
-        yield EncodeItem(n, records=batch)
+        return None
+    return {**r, "_split": split_of(key, rec)}
+
+
+def _sample(r: dict, sample: list[str], budget: int) -> int:
+    if r["_split"] == "train" and budget > 0:
+        text = r.get("text") or r.get("prompt", "") + r.get("completion", "")
+        sample.append(text)
+        budget -= len(text)
+    return budget
+
+
+def _jsonl_chunk(item: EncodeItem, rec: dict) -> Iterator[dict]:
+    path, offset, line, first = item.jsonl
+    for i, (where, obj, _) in enumerate(iter_jsonl_from(path, "file (data.jsonl)", offset, line), first):
+        if i - first == JSONL_CHUNK:
+            return
+        r = _keep_record(_jsonl_key(path, obj, i), validate_record(obj, where), rec, None)
+        if r is not None:
+            yield r
 
 
 def demo_records(rec: dict) -> list[dict]:
@@ -323,7 +374,7 @@ def load_records(rec: dict) -> list[dict]:
     and each readable source file whole (not deduplicated or parsed: pair generation parses)."""
     out = []
     for item in _record_items(rec, Counter(), [], 0, 0):
-        out += item.records
+        out += item.records if item.records is not None else list(_jsonl_chunk(item, rec))
     limits, skipped = FileLimits(**rec["filters"]), Counter()
     projects = [p for folder in rec["sources"].get("source_dir", []) for p in discover(folder, skipped)]
     by_project = rec["split_by"] == "project" or (rec["split_by"] == "auto" and len(projects) >= rec["min_projects"])
@@ -401,12 +452,12 @@ class Preparation:
                 if text is not None and in_train and budget > 0:
                     sample.append(text)
                     budget -= len(text)
-        self.record_items = list(_record_items(rec, stats, sample, budget, len(self.projects)))
-        lic = self.licenses.index(DEMO_LICENSE if "demo" in rec["sources"] else "unknown")
+        named: set[str] = set()
+        self.record_items = list(_record_items(rec, stats, sample, budget, len(self.projects), named))
+        self.licenses = sorted(set(self.licenses) | named)
         for item in self.record_items:
-            for r in item.records:
-                r["_license"] = self.licenses.index(r["license"]) if r.get("license") in self.licenses else lic
-            item.license_id = lic
+            item.license_id = self.licenses.index(DEMO_LICENSE if "demo" in rec["sources"] else "unknown")
+            item.licenses = self.licenses
         if not sample and rec["tokenizer"] is None:
             raise DataError("nothing to train the tokenizer on: the training split is empty; give the corpus more files or lower data.val_fraction")
         # The tokenizer sees only training text, so validation measures real generalisation.

@@ -73,16 +73,25 @@ def iter_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[st
     Malformed means: not UTF-8, not JSON, a number Python refuses to convert (more than 4,300
     digits), nesting deeper than the parser's recursion limit, or a string holding a lone surrogate.
     """
+    for where, obj, _ in iter_jsonl_from(path, what):
+        yield where, obj
+
+
+def iter_jsonl_from(path: str | os.PathLike, what: str = "file", offset: int = 0, first_line: int = 1) -> Iterator[tuple[str, object, int]]:
+    """:func:`iter_jsonl` from byte ``offset`` (the start of line ``first_line``), also yielding
+    each line's byte offset: a worker can resume a large file where its chunk starts."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such {what}")
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
+        fh.seek(offset)
+        for lineno, raw in enumerate(fh, first_line):
             where = f"{path}:{lineno}"
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(f"{where}: not UTF-8 ({exc.reason}: byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from exc
+            at, offset = offset, offset + len(raw)
             if not line.strip():
                 continue
             try:
@@ -95,7 +104,7 @@ def iter_jsonl(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[st
                 raise DataError(f"{where}: malformed JSON (nested too deeply)") from exc
             if "\\u" in line.lower() and (bad := _lone_surrogate(obj)):
                 raise DataError(f"{where}: invalid text ({bad}); write the characters as valid UTF-8")
-            yield where, obj
+            yield where, obj, at
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

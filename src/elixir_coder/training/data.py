@@ -501,7 +501,7 @@ class ElixirDataModule(L.LightningDataModule):
             test_fraction=test_fraction, seed=seed, demo_modules=demo_modules, max_sample_tokens=max_sample_tokens,
             licenses=licenses, dedup=dedup, filters=filters, labeler=labeler, split_by=split_by,
             min_projects=min_projects, tokenizer_sample_mb=tokenizer_sample_mb, shard_tokens=shard_tokens, mining=mining,
-            tokenizer=tokenizer,
+            tokenizer=tokenizer, check_paths=prepare,
         )
         self.workers = workers
         self.overwrite, self.prepare = overwrite, prepare
