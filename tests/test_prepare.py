@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.prepare import ensure_prepared, prepare, recipe
+from elixir_coder.corpus.prepare import _split_of, ensure_prepared, prepare, recipe
 from elixir_coder.corpus.records import ingest_source_dir, read_jsonl
 from elixir_coder.errors import DataError
 from elixir_coder.training.data import read_dataset
@@ -61,12 +61,15 @@ def prepared(tmp_path):
 
 def test_prepare_writes_validated_splits_and_meta(prepared):
     meta = tokenized.read_meta(prepared)
-    assert set(meta["splits"]) == {"train", "val"}
+    assert set(meta["splits"]) == {"train", "val", "test"}
     assert meta["vocab_size"] <= 400 and meta["special_tokens"]["<pad>"] == 0
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         ds = read_dataset(prepared, split)
         assert len(ds) == meta["splits"][split]["samples"]
         assert {s.task for s in ds} == {"code_generation", "quality"}
+    sources = {split: {r["source"] for i, r in enumerate(read_jsonl(prepared.parent / "records.jsonl"))
+                       if _split_of(r, i, 0, 0.2, 0.1) == split} for split in ("train", "val", "test")}
+    assert not (sources["test"] & sources["train"]) and not (sources["test"] & sources["val"])  # split by source
     quality = [s for s in read_dataset(prepared, "train") if s.task == "quality"]
     assert all(s.quality == ("Credo.Check.Warning.IoInspect",) for s in quality)
     assert all((s.labels == -100).all() for s in quality)  # classification: no LM loss

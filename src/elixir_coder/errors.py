@@ -7,3 +7,7 @@ class ElixirCoderError(Exception):
 
 class DataError(ElixirCoderError):
     """Bad corpus records or a bad tokenized dataset on disk."""
+
+
+class ConfigError(ElixirCoderError):
+    """A config key with a value that cannot work (the message names the key)."""

@@ -25,12 +25,12 @@ from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
 from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
 
 
 def recipe(
     *, jsonl: str | None, source_dir: str | None, vocab_size: int, val_fraction: float, seed: int,
-    demo_modules: int, max_sample_tokens: int,
+    demo_modules: int, max_sample_tokens: int, test_fraction: float = 0.1,
 ) -> dict:
     """Everything that determines the prepared files; stored in meta.json to detect stale data."""
     if jsonl and source_dir:
@@ -43,10 +43,13 @@ def recipe(
         source = {"kind": "demo", "modules": demo_modules}
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"data.val_fraction={val_fraction}: must be between 0 and 1")
+    if not 0.0 <= test_fraction < 1.0 - val_fraction:
+        raise DataError(f"data.test_fraction={test_fraction}: must be at least 0 and below 1 - data.val_fraction")
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise DataError(f"data.vocab_size={vocab_size}: must be at least {len(SPECIAL_TOKENS) + 256} (bytes + special tokens)")
     return {
-        "source": source, "vocab_size": vocab_size, "val_fraction": val_fraction, "seed": seed,
+        "source": source, "vocab_size": vocab_size, "val_fraction": val_fraction,
+        "test_fraction": test_fraction, "seed": seed,
         "max_sample_tokens": max_sample_tokens,
     }
 
@@ -67,12 +70,13 @@ def load_records(rec: dict) -> list[dict]:
     return [validate_record(r, f"demo record {i}") for i, r in enumerate(records)]
 
 
-def _split_of(record: dict, i: int, seed: int, val_fraction: float) -> str:
-    """Split by source file, so near-duplicate records of one module never straddle train and val."""
+def _split_of(record: dict, i: int, seed: int, val_fraction: float, test_fraction: float = 0.0) -> str:
+    """Split by source file, so near-duplicate records of one module never straddle two splits.
+    The test share sits right after the val share: changing it never moves a module into val."""
     key = record.get("source") or f"record-{i}"
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     u = int.from_bytes(digest[:8], "little") / 2**64
-    return "val" if u < val_fraction else "train"
+    return "val" if u < val_fraction else "test" if u < val_fraction + test_fraction else "train"
 
 
 def _label_bits(labels: list[str], vocab: tuple[str, ...]) -> int:
@@ -115,14 +119,14 @@ def encode_records(records: list[dict], tok, max_sample_tokens: int) -> tuple[li
 
 
 def _write_dataset(out: Path, rec: dict, records: list[dict]) -> dict:
-    splits = {s: [] for s in SPLITS}
+    splits = {s: [] for s in SPLITS if s != "test" or rec.get("test_fraction", 0.0) > 0}
     for i, r in enumerate(records):
-        splits[_split_of(r, i, rec["seed"], rec["val_fraction"])].append(r)
+        splits[_split_of(r, i, rec["seed"], rec["val_fraction"], rec.get("test_fraction", 0.0))].append(r)
     for split, rs in splits.items():
         if not rs:
             raise DataError(
                 f"the {split!r} split would be empty ({len(records)} records from {len(set(r.get('source') for r in records))} "
-                "sources); give the corpus more files or change data.val_fraction"
+                f"sources); give the corpus more files or change data.{'test' if split == 'test' else 'val'}_fraction"
             )
     # The tokenizer sees only training text, so validation measures real generalisation.
     train_text = [r.get("text") or (r["prompt"] + r["completion"]) for r in splits["train"]]

@@ -440,7 +440,7 @@ class ElixirDataModule(L.LightningDataModule):
 
     def __init__(
         self, data_dir: str = "data/tokenized", jsonl: str | None = None, source_dir: str | None = None,
-        vocab_size: int = 8192, val_fraction: float = 0.1, demo_modules: int = 320, max_sample_tokens: int = 2048,
+        vocab_size: int = 8192, val_fraction: float = 0.1, test_fraction: float = 0.1, demo_modules: int = 320, max_sample_tokens: int = 2048,
         overwrite: bool = False, batch_size: int = 32, val_batch_size: int | None = None, max_len: int = 512,
         packing: bool = False, shuffle: bool = True, drop_last: bool = True, prefetch: int = 2, seed: int = 0,
         tasks: Sequence[str] | None = None, mlm_rate: float = 0.15, prepare: bool = True,
@@ -449,8 +449,8 @@ class ElixirDataModule(L.LightningDataModule):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.recipe = recipe(
-            jsonl=jsonl, source_dir=source_dir, vocab_size=vocab_size, val_fraction=val_fraction, seed=seed,
-            demo_modules=demo_modules, max_sample_tokens=max_sample_tokens,
+            jsonl=jsonl, source_dir=source_dir, vocab_size=vocab_size, val_fraction=val_fraction, test_fraction=test_fraction,
+            seed=seed, demo_modules=demo_modules, max_sample_tokens=max_sample_tokens,
         )
         self.overwrite, self.prepare = overwrite, prepare
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
@@ -478,7 +478,7 @@ class ElixirDataModule(L.LightningDataModule):
         from elixir_coder.corpus.prepare import _split_of, load_records
 
         rec = self.recipe
-        return [r for i, r in enumerate(load_records(rec)) if _split_of(r, i, rec["seed"], rec["val_fraction"]) == "train"]
+        return [r for i, r in enumerate(load_records(rec)) if _split_of(r, i, rec["seed"], rec["val_fraction"], rec["test_fraction"]) == "train"]
 
     def prepare_pairs(self, overwrite: bool = False) -> None:
         from elixir_coder.training.contrastive import prepare_pairs
@@ -598,3 +598,10 @@ class ElixirDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """The held-out test split (``data.test_fraction``), served like val: in order, every sample."""
+        if "test" not in (self.meta or tokenized.read_meta(self.data_dir))["splits"]:
+            raise DataError(f"{self.data_dir} has no test split; prepare it with data.test_fraction > 0 "
+                            "(data.overwrite=true re-prepares an existing folder)")
+        return self.loader("test")

@@ -291,6 +291,25 @@ class ElixirCoderModule(L.LightningModule):
                     self.log_dict({f"val/{t}/{k}": v for k, v in collection.compute().items()})
                 collection.reset()
 
+    # -- test (elixir-eval) ------------------------------------------------------------------
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        """The validation computation on the test split; its metrics are logged as ``test/...``."""
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self._test_prefix = True
+        try:
+            self.on_validation_epoch_end()
+        finally:
+            self._test_prefix = False
+
+    def log(self, name: str, value, *args, **kwargs) -> None:
+        # One metric code path for val and test: under test, "val/..." names become "test/...".
+        if getattr(self, "_test_prefix", False) and name.startswith("val/"):
+            name = "test/" + name[len("val/"):]
+        super().log(name, value, *args, **kwargs)
+
     # -- checkpoints -------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
