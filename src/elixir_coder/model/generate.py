@@ -102,6 +102,14 @@ def generate_ids(
     return out
 
 
+def parses_in_context(prompt: str, completion: str, parse: Callable[[str], bool], prompt_parses: bool | None = None) -> bool:
+    """Does the completion make complete Elixir? With the prompt when the prompt is an unfinished
+    piece (a ``def`` head), on its own when the prompt is empty or already complete (a module to test)."""
+    if prompt_parses is None:
+        prompt_parses = bool(prompt.strip()) and parse(prompt)
+    return parse(completion if prompt_parses or not prompt.strip() else prompt + completion)
+
+
 class ElixirComplete:
     """Stops a row once its text is a complete piece of Elixir: the last line closes a block
     (``end``) and the real parser accepts the prompt plus completion (or, when the prompt parses
@@ -124,7 +132,7 @@ class ElixirComplete:
         prompt = self.prompts[row]
         if row not in self._prompt_parses:
             self._prompt_parses[row] = bool(prompt.strip()) and self.parse(prompt)
-        return self.parse(text if self._prompt_parses[row] else prompt + text)
+        return parses_in_context(prompt, text, self.parse, self._prompt_parses[row])
 
 
 @dataclass

@@ -304,6 +304,16 @@ class ElixirCoderModule(L.LightningModule):
         finally:
             self._test_prefix = False
 
+    def predict_step(self, batch: dict, batch_idx: int) -> list[list[int]]:
+        """``trainer.predict`` over prompt batches: ``{"prompt_ids": [[...], ...], "eos_id", "pad_id"}``
+        plus optional ``"sampling"`` (a ``model.generate.Sampling``; greedy by default) and ``"seed"``;
+        returns the new token ids of each prompt."""
+        from elixir_coder.model.generate import Sampling, generate_ids
+
+        generator = torch.Generator().manual_seed(int(batch["seed"])) if "seed" in batch else None
+        return generate_ids(self.model, batch["prompt_ids"], batch.get("sampling") or Sampling(temperature=0),
+                            eos_id=int(batch["eos_id"]), pad_id=int(batch["pad_id"]), generator=generator)
+
     def log(self, name: str, value, *args, **kwargs) -> None:
         # One metric code path for val and test: under test, "val/..." names become "test/...".
         if getattr(self, "_test_prefix", False) and name.startswith("val/"):
