@@ -128,3 +128,20 @@ def _cmdline(pid: str) -> str:
             return fh.read()
     except OSError:
         return ""
+
+
+def test_demo_benchmark_problems_rebuild_their_modules():
+    from elixir_coder.corpus.demo.modules import build_all
+    from elixir_coder.evaluation.problems import demo_problems
+
+    problems, references = demo_problems(seed=7, n_modules=40, val_fraction=0.1, test_fraction=0.3)
+    assert references and problems
+    sources = {r.module.name: r for r in build_all(7, 40)}
+    for p in problems:
+        if p.task == "test_generation":
+            assert p.subject == p.prompt == references[p.name.removesuffix("Test")][0]
+            continue
+        module = sources[p.name.rsplit(".", 1)[0]]
+        body = dict(module.prompts)[p.prompt]
+        assert p.code(body) == module.module.source  # the reference completion restores the module
+        assert (p.tests == module.module.test_source) == (f".{p.entry_point}(" in module.module.test_source)

@@ -63,7 +63,8 @@ def functional(cfg: DictConfig, datamodule, module) -> tuple[dict, list]:
                           "pass eval.functional.problems=<problems.jsonl>")
     else:
         d = cfg.data
-        path, header = demo_benchmark(f.benchmark_dir, d.seed, d.demo_modules, d.val_fraction, d.test_fraction, sandbox, log.info)
+        path, header = demo_benchmark(f.benchmark_dir, d.seed, d.demo_modules, d.val_fraction, d.test_fraction, sandbox, log.info,
+                                    f.workers)
     problems = fn.select(load_problems(path), f.max_problems_per_task, cfg.seed)
     g = cfg.generation
     sampling = Sampling(g.temperature, g.top_k, g.top_p, g.max_new_tokens)

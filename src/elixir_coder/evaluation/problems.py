@@ -141,7 +141,7 @@ def demo_problems(seed: int, n_modules: int, val_fraction: float, test_fraction:
 
 
 def demo_benchmark(folder: str | Path, seed: int, n_modules: int, val_fraction: float, test_fraction: float,
-                   sandbox, log=print) -> tuple[Path, dict]:
+                   sandbox, log=print, workers: int = 1) -> tuple[Path, dict]:
     """The demo benchmark file (built once, its references checked in ``sandbox``); returns (path, header)."""
     key = {"seed": seed, "demo_modules": n_modules, "val_fraction": val_fraction, "test_fraction": test_fraction}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
@@ -150,7 +150,11 @@ def demo_benchmark(folder: str | Path, seed: int, n_modules: int, val_fraction: 
         return path, json.loads(path.read_text().split("\n", 1)[0])["header"]
     problems, references = demo_problems(seed, n_modules, val_fraction, test_fraction)
     log(f"Building the demo benchmark ({len(references)} test-split modules, references run once) in {path} ...")
-    passing = {name for name, (src, tests) in references.items() if sandbox.run(src, tests).passed}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        ran = dict(zip(references, pool.map(lambda st: sandbox.run(*st), references.values())))
+    passing = {name for name, result in ran.items() if result.passed}
     kept = []
     for p in problems:
         module = p.name.removesuffix("Test") if p.task == "test_generation" else p.name.rsplit(".", 1)[0]
