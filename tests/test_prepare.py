@@ -44,7 +44,8 @@ def write_records(path, n=60):
 
 
 def rec_for(jsonl, seed=0):
-    return recipe(jsonl=str(jsonl), source_dir=None, vocab_size=400, val_fraction=0.2, seed=seed, demo_modules=0, max_sample_tokens=512)
+    return recipe(jsonl=str(jsonl), source_dir=None, vocab_size=400, val_fraction=0.2, test_fraction=0.1, seed=seed,
+                  demo_modules=0, max_sample_tokens=512)
 
 
 def snapshot(folder):
@@ -61,9 +62,9 @@ def prepared(tmp_path):
 
 def test_prepare_writes_validated_splits_and_meta(prepared):
     meta = tokenized.read_meta(prepared)
-    assert set(meta["splits"]) == {"train", "val"}
+    assert set(meta["splits"]) == {"train", "val", "test"}
     assert meta["vocab_size"] <= 400 and meta["special_tokens"]["<pad>"] == 0
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         ds = read_dataset(prepared, split)
         assert len(ds) == meta["splits"][split]["samples"]
         assert {s.task for s in ds} == {"code_generation", "quality"}

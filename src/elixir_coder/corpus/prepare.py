@@ -107,6 +107,11 @@ def split_of(key: str, rec: dict) -> str:
     return "test" if u < rec["val_fraction"] + rec["test_fraction"] else "train"
 
 
+def demo_split(source: str, rec: dict) -> str:
+    """The split of a demo record (and of the demo benchmark problem made from the same module)."""
+    return split_of(f"demo:{source}", rec)
+
+
 def module_unit(rel: str) -> str:
     """Files of one module (``lib/a/b.ex``, ``test/a/b_test.exs``) share a split unit."""
     stem = Path(rel).name.rsplit(".", 1)[0]
@@ -299,7 +304,7 @@ def _record_items(rec: dict, stats: Counter, sample: list[str], sample_budget: i
     if "demo" in rec["sources"]:
         batch = []
         for i, r in enumerate(demo_records(rec)):
-            r = _keep_record(f"demo:{r.get('source') or i}", r, rec, stats)
+            r = _keep_record(f"demo:{r.get('source') or i}", r, rec, stats)  # as demo_split
             if r is not None:
                 sample_budget = _sample(r, sample, sample_budget)
                 batch.append(r)

@@ -90,3 +90,40 @@ class HFBackbone(nn.Module):
 
     def flops_per_token(self, seq_len: int) -> float:
         return 6 * self.num_parameters(exclude_embeddings=True) + 12 * self.n_layers * self.d_model * seq_len
+
+    @torch.no_grad()
+    def generate(self, prompts, sampling, *, eos_id: int, pad_id: int, generator: torch.Generator | None = None,
+                 stop=None) -> list[list[int]]:
+        """New token ids per prompt through the model's own ``generate`` (its KV cache), with the
+        same sampling settings, seed and stopping rule as ``model.generate.generate_ids``."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        device = self.hf.device
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):], mask[i, width - len(p):] = torch.as_tensor(list(p)), 1
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.tensor([stop is not None and stop(i, [t for t in row[width:].tolist() if t != eos_id])
+                                     for i, row in enumerate(input_ids)], device=input_ids.device)
+
+        seed = int(torch.randint(2**62, (1,), generator=generator)) if generator is not None else None
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            greedy = sampling.temperature <= 0
+            out = self.hf.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=sampling.max_new_tokens,
+                do_sample=not greedy, temperature=None if greedy else sampling.temperature,
+                top_k=None if greedy else sampling.top_k, top_p=None if greedy else sampling.top_p,
+                eos_token_id=eos_id, pad_token_id=pad_id, stopping_criteria=StoppingCriteriaList([_Stop()]),
+            )
+        result = []
+        for row in out[:, width:].tolist():
+            row = row[:row.index(eos_id)] if eos_id in row else row
+            result.append([t for t in row if t != pad_id])
+        return result
+

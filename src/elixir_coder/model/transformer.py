@@ -31,6 +31,40 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
 
+class KVCache:
+    """Keys and values of every layer for a batch being generated, so each new token costs one
+    position's attention instead of re-running the whole sequence.
+
+    ``valid`` marks real (not left-padding) key positions; ``padded`` is False when every row is
+    real, so decoding keeps SDPA's mask-free path.
+    """
+
+    def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device):
+        shape = (n_layers, batch, n_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        self.length = 0  # positions filled so far (the same for every row: prompts are left-padded)
+        self.padded = False
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    def mask(self, T: int) -> torch.Tensor | None:
+        """(B, 1, T, length + T) boolean mask for T new queries, or None when plain causal
+        attention is exact (no padding; one query, or a first chunk starting at 0)."""
+        end = self.length + T
+        if not self.padded and (T == 1 or self.length == 0):
+            return None
+        q = torch.arange(self.length, end, device=self.k.device)[:, None]
+        kpos = torch.arange(end, device=self.k.device)[None, :]
+        allowed = (kpos <= q)[None] & self.valid[:, None, :end]
+        allowed |= (kpos == q)[None]  # a padding query sees itself: no empty softmax row
+        return allowed[:, None]
+
+
 class Attention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
@@ -43,10 +77,16 @@ class Attention(nn.Module):
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.dropout = dropout
 
-    def forward(self, x, cos, sin, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+    def forward(self, x, cos, sin, mask: torch.Tensor | None, is_causal: bool,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            start, end = cache.length, cache.length + T
+            cache.k[layer, :, :, start:end], cache.v[layer, :, :, start:end] = k, v
+            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
+            is_causal = is_causal and start == 0  # later chunks: the cache's mask (or none for one query)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=is_causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0,
@@ -74,8 +114,8 @@ class Block(nn.Module):
         self.mlp = SwiGLU(d_model, ff_hidden)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, cos, sin, mask, is_causal) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm_attn(x), cos, sin, mask, is_causal))
+    def forward(self, x, cos, sin, mask, is_causal, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm_attn(x), cos, sin, mask, is_causal, cache, layer))
         return x + self.drop(self.mlp(self.norm_mlp(x)))
 
 
@@ -139,7 +179,7 @@ class Transformer(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None, causal: bool | None = None,
+        attention_mask: torch.Tensor | None = None, causal: bool | None = None, cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Returns final-normed hidden states (B, T, d_model).
 
@@ -147,8 +187,13 @@ class Transformer(nn.Module):
         within their segment. attention_mask (B, T, 1 real / 0 pad) is used as segment ids when
         segment_ids is None. With neither, attention runs on SDPA's fast ``is_causal`` path.
         ``causal`` overrides the constructor's flag for this call (False = bidirectional, for MLM).
+
+        With ``cache`` (generation), ``input_ids`` are the next T tokens after the cached ones;
+        ``attention_mask`` (B, T) marks left-padding among them, and the cache advances by T.
         """
         B, T = input_ids.shape
+        if cache is not None:
+            return self._forward_cached(input_ids, position_ids, attention_mask, cache)
         if T > self.max_len:
             raise ValueError(f"sequence length {T} exceeds the model's max_len {self.max_len} (model.max_len)")
         causal = self.causal if causal is None else causal
@@ -162,6 +207,30 @@ class Transformer(nn.Module):
         x = self.drop(self.embed(input_ids))
         for block in self.blocks:
             x = block(x, cos, sin, mask, causal)
+        return self.norm(x)
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        """An empty cache for ``batch`` rows of up to ``max_len`` (default: the model's) positions."""
+        p = self.embed.weight
+        return KVCache(self.n_layers, batch, self.n_heads, max_len or self.max_len, self.d_model // self.n_heads, p.dtype, p.device)
+
+    def _forward_cached(self, input_ids, position_ids, attention_mask, cache: KVCache) -> torch.Tensor:
+        B, T = input_ids.shape
+        start, end = cache.length, cache.length + T
+        if end > cache.max_len:
+            raise ValueError(f"generation reached {end} positions, beyond the cache's {cache.max_len} (model.max_len)")
+        if attention_mask is not None:
+            cache.valid[:, start:end] = attention_mask.bool()
+            cache.padded = cache.padded or not bool(attention_mask.all())
+        if position_ids is None:
+            position_ids = torch.arange(start, end, device=input_ids.device).expand(B, T)
+        mask = cache.mask(T)
+        pos = position_ids.long()
+        cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]
+        x = self.drop(self.embed(input_ids))
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, mask, True, cache, i)
+        cache.length = end
         return self.norm(x)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:

@@ -654,3 +654,10 @@ class ElixirDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """The held-out test split (``data.test_fraction``), served like val: in order, every sample."""
+        if "test" not in (self.meta or tokenized.read_meta(self.data_dir))["splits"]:
+            raise DataError(f"{self.data_dir} has no test split; prepare it with data.test_fraction > 0 "
+                            "(data.overwrite=true re-prepares an existing folder)")
+        return self.loader("test")

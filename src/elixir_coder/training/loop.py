@@ -85,6 +85,27 @@ def flat_hparams(cfg: DictConfig) -> dict:
     return out
 
 
+def build(cfg: DictConfig) -> tuple[ElixirDataModule, ElixirCoderModule]:
+    """Seed, prepare the data and build the LightningModule: what training and evaluation share."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule: ElixirDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "compile"])
+    model = compile_model(instantiate(model_cfg, vocab_size=datamodule.vocab_size), cfg.model.get("compile", False))
+    module = ElixirCoderModule(
+        model=model,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        tasks=list(cfg.task.tasks),
+        weighting=instantiate(cfg.loss.weighting),
+        label_smoothing=cfg.loss.label_smoothing,
+        max_nonfinite_steps=cfg.max_nonfinite_steps,
+        config_yaml=config_yaml(cfg),
+        contrastive=OmegaConf.to_container(cfg.contrastive, resolve=True),
+    )
+    return datamodule, module
+
+
 def init(cfg: DictConfig) -> Loop:
     """Spec 4.5.1: seed, prepare the data, build model + optimizer + loss + metrics, and the Trainer.
 
@@ -107,23 +128,8 @@ def init(cfg: DictConfig) -> Loop:
         del saved
     for stale in remove_stale_temp_files(f"{cfg.paths.output_dir}/checkpoints"):  # what a killed save left
         log.info("removed %s, left by an interrupted checkpoint save", stale)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule: ElixirDataModule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "compile"])
-    model = compile_model(instantiate(model_cfg, vocab_size=datamodule.vocab_size), cfg.model.get("compile", False))
-    weighting = instantiate(cfg.loss.weighting)
-    module = ElixirCoderModule(
-        model=model,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        tasks=list(cfg.task.tasks),
-        weighting=weighting,
-        label_smoothing=cfg.loss.label_smoothing,
-        max_nonfinite_steps=cfg.max_nonfinite_steps,
-        config_yaml=config_yaml(cfg),
-        contrastive=OmegaConf.to_container(cfg.contrastive, resolve=True),
-    )
+    datamodule, module = build(cfg)
+    weighting = module.weighting
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     for cb in callbacks:
         if isinstance(cb, TensorBoardExtras):

@@ -305,6 +305,35 @@ class ElixirCoderModule(L.LightningModule):
                     self.log_dict({f"val/{t}/{k}": v for k, v in collection.compute().items()})
                 collection.reset()
 
+    # -- test (elixir-eval) ------------------------------------------------------------------
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        """The validation computation on the test split; its metrics are logged as ``test/...``."""
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self._test_prefix = True
+        try:
+            self.on_validation_epoch_end()
+        finally:
+            self._test_prefix = False
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[list[int]]:
+        """``trainer.predict`` over prompt batches: ``{"prompt_ids": [[...], ...], "eos_id", "pad_id"}``
+        plus optional ``"sampling"`` (a ``model.generate.Sampling``; greedy by default) and ``"seed"``;
+        returns the new token ids of each prompt."""
+        from elixir_coder.model.generate import Sampling, generate_ids
+
+        generator = torch.Generator().manual_seed(int(batch["seed"])) if "seed" in batch else None
+        return generate_ids(self.model, batch["prompt_ids"], batch.get("sampling") or Sampling(temperature=0),
+                            eos_id=int(batch["eos_id"]), pad_id=int(batch["pad_id"]), generator=generator)
+
+    def log(self, name: str, value, *args, **kwargs) -> None:
+        # One metric code path for val and test: under test, "val/..." names become "test/...".
+        if getattr(self, "_test_prefix", False) and name.startswith("val/"):
+            name = "test/" + name[len("val/"):]
+        super().log(name, value, *args, **kwargs)
+
     # -- checkpoints -------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
