@@ -29,6 +29,7 @@ from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABEL
 # Byte-level BPE tokens of code are a few characters long: a prompt's head beyond this many
 # characters per kept token would be cut after tokenizing anyway, so it is cut before (counted).
 _MAX_CHARS_PER_TOKEN = 16
+_BATCH = 2048  # records tokenized together: bounds the token ids held at once
 
 
 def label_bits(labels: Sequence[str], vocab: Sequence[str]) -> int:
@@ -96,6 +97,10 @@ class Encoder:
     def add(self, records: list[dict], license_id: int = 0, source_id: int = 0) -> None:
         """Encode ``records``; each may carry ``boundaries`` (1-based lines of its completion where
         definitions start) and ``_license`` (overrides ``license_id``)."""
+        for k in range(0, len(records), _BATCH):  # bounds the token ids held at once
+            self._add(records[k : k + _BATCH], license_id, source_id)
+
+    def _add(self, records: list[dict], license_id: int, source_id: int) -> None:
         # Mined records repeat text (a module is one sample's completion and another's prompt; a
         # unit is classified for quality and for security): each distinct text is tokenized once.
         # Prompts are context only, kept to their last tokens, so their head is not tokenized.
@@ -108,7 +113,9 @@ class Encoder:
                     texts[r["completion"]] = None
             else:
                 texts[r["text"]] = None
-        ids = dict(zip(texts, (e.ids for e in self.tok.encode_batch_fast(list(texts), add_special_tokens=False))))
+        encoded = self.tok.encode_batch_fast(list(texts), add_special_tokens=False)
+        ids = {t: np.asarray(e.ids, dtype=np.int32) for t, e in zip(texts, encoded)}
+        del encoded
         for r in records:
             lic = r.get("_license", license_id)
             if r["task"] in GENERATION_TASKS:
@@ -119,30 +126,32 @@ class Encoder:
             else:
                 self._classification(r, ids[r["text"]], lic, source_id)
 
-    def _row(self, ids: list[int], prompt_len: int, r: dict, license_id: int, source_id: int) -> None:
+    def _row(self, parts: list, prompt_len: int, r: dict, license_id: int, source_id: int) -> None:
         task = r["task"]
-        self.tokens.append(np.asarray(ids, dtype=np.int64))
+        ids = np.concatenate([np.asarray(p, dtype=np.int32) for p in parts])
+        self.tokens.append(ids)
         q = label_bits(r.get("labels", []), QUALITY_LABELS) if task == "quality" else 0
         s = label_bits(r.get("labels", []), SECURITY_LABELS) if task == "security" else 0
         self.rows.append((0, len(ids), prompt_len, TASKS.index(task), license_id, source_id, q, s))
         self.stats[f"samples/{task}"] += 1
         self.stats[f"tokens/{task}"] += len(ids)
 
-    def _generation(self, r: dict, prompt: list[int], ids: list[int] | None, license_id: int, source_id: int) -> None:
+    def _generation(self, r: dict, prompt: np.ndarray, ids: np.ndarray | None, license_id: int, source_id: int) -> None:
         head = [self.bos, self.task_ids[r["task"]]]
         keep = max(self.max // 2 - len(head) - 1, 0)
         if len(prompt) > keep:  # context only (no loss on the prompt): keep its last tokens
             self.stats["prompt_tokens_cut"] += len(prompt) - keep
             prompt = prompt[len(prompt) - keep :]
-        body = head + prompt + [self.sep]
+        body = [head, prompt, [self.sep]]
+        body_len = len(head) + len(prompt) + 1
         text = r["completion"]
         encoding = None
         if ids is None:  # a long file: its offsets map definition boundaries to tokens
             encoding = self.tok.encode(text, add_special_tokens=False)
-            ids = encoding.ids
-        budget = self.max - len(body) - 1
+            ids = np.asarray(encoding.ids, dtype=np.int32)
+        budget = self.max - body_len - 1
         if len(ids) <= budget:
-            self._row(body + ids + [self.eos], len(body), r, license_id, source_id)
+            self._row([*body, ids, [self.eos]], body_len, r, license_id, source_id)
             return
         starts = [o[0] for o in encoding.offsets] if encoding is not None else list(range(len(ids)))
         cuts, inside = cut_points(starts, line_starts(text, r.get("boundaries", ())) if encoding is not None else [], budget)
@@ -152,20 +161,20 @@ class Encoder:
         for k, start in enumerate(cuts):
             end = cuts[k + 1] if k + 1 < len(cuts) else len(ids)
             tail = [self.eos] if end == len(ids) else []
-            self._row(body + ids[start:end] + tail, len(body), r, license_id, source_id)
+            self._row([*body, ids[start:end], tail], body_len, r, license_id, source_id)
 
-    def _classification(self, r: dict, text: list[int], license_id: int, source_id: int) -> None:
-        ids = [self.bos, self.task_ids[r["task"]]] + text + [self.eos]
-        if len(ids) > self.max:
+    def _classification(self, r: dict, text: np.ndarray, license_id: int, source_id: int) -> None:
+        n = len(text) + 3
+        if n > self.max:
             self.stats[f"skipped/{r['task']}_text_over_max_sample_tokens"] += 1
             return
-        self._row(ids, len(ids), r, license_id, source_id)
+        self._row([[self.bos, self.task_ids[r["task"]]], text, [self.eos]], n, r, license_id, source_id)
 
     def take(self) -> tuple[np.ndarray, np.ndarray]:
         """The buffered samples as (flat tokens, index rows with offsets), and clear the buffers."""
         index = np.array(self.rows, dtype=tokenized.INDEX_DTYPE) if self.rows else np.zeros(0, tokenized.INDEX_DTYPE)
         if len(index):
             index["offset"] = np.cumsum(index["length"].astype(np.int64)) - index["length"]
-        tokens = np.concatenate(self.tokens) if self.tokens else np.zeros(0, np.int64)
+        tokens = np.concatenate(self.tokens) if self.tokens else np.zeros(0, np.int32)
         self.tokens, self.rows = [], []
         return tokens, index

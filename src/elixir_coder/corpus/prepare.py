@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -287,10 +288,19 @@ class ShardWriter:
 
 # -- the pipeline ------------------------------------------------------------------------------
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes; unlike ``multiprocessing.Pool``, a worker that dies (OOM killer) fails
-    the run with an error instead of hanging it."""
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+@contextmanager
+def _pool(workers: int, tasks: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes (None: work inline); unlike ``multiprocessing.Pool``, a worker that dies
+    (OOM killer) fails the run with an error instead of hanging it; on an error the queued tasks
+    are cancelled."""
+    if workers <= 1 or tasks <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 JSONL_CHUNK = 4096  # records of one encode task; a worker re-reads its chunk from a byte offset
@@ -547,20 +557,16 @@ class Preparation:
 
 def _write_dataset(out: Path, rec: dict, workers: int) -> dict:
     prep = Preparation(out, rec, workers)
-    pool = _pool(workers) if workers > 1 and prep.projects else None
-    try:
-        scan = prep.scan_tasks()
+    scan = prep.scan_tasks()
+    # One pool per pass: the scan workers' Elixir parsers end with them, before encoding starts.
+    with _pool(workers, len(scan)) as pool:
         prep.plan(pool.map(_scan, scan) if pool is not None else map(_scan, scan))
-        # Tokenizer threads would only compete with the other worker processes.
-        os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else os.environ.get("TOKENIZERS_PARALLELISM", "true")
-        tasks = prep.encode_tasks()
-        if pool is None and workers > 1 and len(tasks) > 1:
-            pool = _pool(workers)
+    # Tokenizer threads would only compete with the other worker processes.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else os.environ.get("TOKENIZERS_PARALLELISM", "true")
+    tasks = prep.encode_tasks()
+    with _pool(workers, len(tasks)) as pool:
         encoded = (f.result() for f in as_completed([pool.submit(_encode, t) for t in tasks])) if pool is not None else map(_encode, tasks)
         return prep.finish(encoded)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
 
 
 def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, workers: int | None = None) -> dict:
