@@ -99,7 +99,8 @@ def print_table(metrics: dict[str, float], summary: dict | None, ckpt: str) -> N
     console = Console()
     if not console.is_terminal:  # a log file or pipe: wide enough for the whole table
         console = Console(width=120)
-    table = Table(title=f"test split: {ckpt}")
+    console.print(f"checkpoint: {ckpt}")
+    table = Table(title="test split")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in sorted(metrics):
