@@ -87,23 +87,25 @@ def sample_callback(steps: int) -> None:
     from elixir_coder.training.samples import SampleCompletions
 
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = [f"trainer.max_steps={steps + 2}", "trainer.limit_val_batches=1", "validate_before_fit=false",
+        overrides = ["trainer.max_epochs=1", "trainer.limit_val_batches=1", "validate_before_fit=false",
                      "~callbacks.model_checkpoint", "~callbacks.progress_bar"]  # demo config, data in ./data
         with initialize_config_dir(str(conf_dir()), version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
+        demo_batches = cfg.trainer.limit_train_batches  # a demo epoch
         with open_dict(cfg):
             cfg.paths.output_dir = tmp
+            cfg.trainer.limit_train_batches = steps + 2  # a short epoch, then one validation with the callback
         loop = training_loop.init(cfg)
         timer = StepTimer(warmup=2)
         loop.trainer.callbacks.append(timer)
         loop.trainer.fit(loop.module, datamodule=loop.datamodule)
         callback = next(c for c in loop.trainer.callbacks if isinstance(c, SampleCompletions))
-        epoch = statistics.mean(timer.times) * cfg.trainer.limit_train_batches
+        epoch = statistics.mean(timer.times) * demo_batches
         per_val = callback.seconds / max(callback.val_epochs, 1)
         print(f"sample callback: {per_val:.2f} s per validation epoch ({callback.n_prompts} prompts, up to "
               f"{callback.max_new_tokens} tokens, untrained model: no early <eos>); demo epoch "
-              f"{cfg.trainer.limit_train_batches} steps x {statistics.mean(timer.times):.3f} s = {epoch:.1f} s; "
+              f"{demo_batches} steps x {statistics.mean(timer.times):.3f} s = {epoch:.1f} s; "
               f"cost {100 * per_val / epoch:.1f}% of training time")
 
 
