@@ -70,7 +70,8 @@ def functional(cfg: DictConfig, datamodule, module) -> tuple[dict, list]:
     sampling = Sampling(g.temperature, g.top_k, g.top_p, g.max_new_tokens)
     tokenizer = load_tokenizer(Path(datamodule.data_dir) / datamodule.meta["tokenizer"])
     start = time.perf_counter()
-    samples, skipped = fn.generate_samples(module.model, tokenizer, problems, f.samples, sampling, g.seed, g.batch_size, f.min_new_tokens)
+    samples, skipped = fn.generate_samples(module.model, tokenizer, problems, f.samples, sampling, g.seed, g.batch_size,
+                                            f.min_new_tokens, g.threads)
     generated = time.perf_counter() - start
     parser = shared_parser()
     fn.score(samples, sandbox, lambda codes: [r.ok for r in parser.parse_many(codes)], credo, f.workers)
@@ -96,7 +97,10 @@ def print_table(metrics: dict[str, float], summary: dict | None, ckpt: str) -> N
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"test split: {ckpt}")
+    if not console.is_terminal:  # a log file or pipe: wide enough for the whole table
+        console = Console(width=120)
+    console.print(f"checkpoint: {ckpt}")
+    table = Table(title="test split")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in sorted(metrics):

@@ -73,7 +73,8 @@ def generate(cfg: DictConfig) -> list[dict]:
     sampling = Sampling(g.temperature, g.top_k, g.top_p, g.max_new_tokens)
     for task in sorted({r["task"] for r in rows}):
         mine = [r for r in rows if r["task"] == task]
-        gen = TextGenerator(module.model, tokenizer, task=task, stop_at_complete=g.stop_at_complete, batch_size=g.batch_size)
+        gen = TextGenerator(module.model, tokenizer, task=task, stop_at_complete=g.stop_at_complete, batch_size=g.batch_size,
+                            threads=g.threads)
         for r in mine:
             if len(gen.encode(r["prompt"])) >= gen.max_prompt_tokens():
                 raise DataError(f"a {task} prompt of {len(gen.encode(r['prompt']))} tokens leaves no room before "

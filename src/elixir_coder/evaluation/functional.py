@@ -75,11 +75,11 @@ class Sample:
 
 
 def generate_samples(model, tokenizer, problems: Sequence[Problem], samples: int, sampling: Sampling, seed: int,
-                     batch_size: int, min_new_tokens: int) -> tuple[list[Sample], Counter]:
+                     batch_size: int, min_new_tokens: int, threads: int | None = 1) -> tuple[list[Sample], Counter]:
     """``samples`` completions per problem; prompts leaving fewer than ``min_new_tokens`` positions are skipped (counted)."""
     out, skipped = [], Counter()
     for task in TASKS:
-        gen = TextGenerator(model, tokenizer, task=task, batch_size=batch_size)
+        gen = TextGenerator(model, tokenizer, task=task, batch_size=batch_size, threads=threads)
         mine = []
         for p in problems:
             if p.task != task:

@@ -17,8 +17,9 @@ from elixir_coder.labels import TASKS
 
 class SampleCompletions(L.Callback):
     def __init__(self, every_n_val_epochs: int = 1, n_prompts: int = 4, max_new_tokens: int = 128,
-                 task: str = "code_generation", stop_at_complete: bool = True):
+                 task: str = "code_generation", stop_at_complete: bool = True, threads: int | None = 1):
         self.every, self.n_prompts, self.max_new_tokens = every_n_val_epochs, n_prompts, max_new_tokens
+        self.threads = threads
         self.task, self.stop_at_complete = task, stop_at_complete
         self.val_epochs = 0
         self.seconds = 0.0  # total time spent here, to judge its cost against the run's
@@ -50,7 +51,7 @@ class SampleCompletions(L.Callback):
         start = time.perf_counter()
         from elixir_coder.corpus.parser import string_to_quoted
         from elixir_coder.corpus.tokenizer import EOS, PAD
-        from elixir_coder.model.generate import ElixirComplete, Sampling, generate_ids, parses_in_context
+        from elixir_coder.model.generate import ElixirComplete, Sampling, cpu_threads, generate_ids, parses_in_context
 
         model = pl_module.model
         if self._prompts is None:
@@ -62,9 +63,10 @@ class SampleCompletions(L.Callback):
         parse = lambda code: string_to_quoted(code).ok  # noqa: E731
         was_training = model.training
         model.eval()
-        new = generate_ids(model, [p for p, _ in self._prompts], Sampling(temperature=0, max_new_tokens=self.max_new_tokens),
-                           eos_id=tok.token_to_id(EOS), pad_id=tok.token_to_id(PAD),
-                           stop=ElixirComplete(tok, texts, parse) if self.stop_at_complete else None)
+        with cpu_threads(self.threads if pl_module.device.type == "cpu" else None):
+            new = generate_ids(model, [p for p, _ in self._prompts], Sampling(temperature=0, max_new_tokens=self.max_new_tokens),
+                               eos_id=tok.token_to_id(EOS), pad_id=tok.token_to_id(PAD),
+                               stop=ElixirComplete(tok, texts, parse) if self.stop_at_complete else None)
         model.train(was_training)
         completions = [tok.decode(ids) for ids in new]
         parsed = [parses_in_context(t, c, parse) for t, c in zip(texts, completions)]
