@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,17 +39,26 @@ SHAPE = ["data.vocab_size=400", "data.max_len=64", "data.batch_size=8", "model.d
 
 def kill_at_random_time(args, run: Path, tmp: Path, rng: random.Random, span: tuple[float, float]) -> tuple[int, str]:
     """SIGKILL at a uniform instant in ``span`` seconds after start (or once the first checkpoint
-    exists, if that comes later): a kill while nothing is saved yet would only test a fresh start."""
-    at = rng.uniform(*span)
-    cmd = [sys.executable, "-m", "elixir_coder.cli.train", *args, f"hydra.run.dir={run}"]
-    proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    start = time.perf_counter()
-    while proc.poll() is None and (time.perf_counter() - start < at or not list(run.glob("checkpoints/*.ckpt"))):
-        time.sleep(0.01)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    return proc.returncode, f"at {time.perf_counter() - start:.1f}s"
+    exists, if that comes later). A run that finishes first was not crashed: it is started again
+    in a clean folder and killed at an instant drawn below its own duration (up to 3 times)."""
+    for _ in range(3):
+        at = rng.uniform(*span)
+        cmd = [sys.executable, "-m", "elixir_coder.cli.train", *args, f"hydra.run.dir={run}"]
+        proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ))
+        start = time.perf_counter()
+        while proc.poll() is None and (time.perf_counter() - start < at or not list(run.glob("checkpoints/*.ckpt"))):
+            time.sleep(0.01)
+        killed = proc.poll() is None
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        elapsed = time.perf_counter() - start
+        if killed:
+            return proc.returncode, f"at {elapsed:.1f}s"
+        shutil.rmtree(run)
+        span = (span[0], 0.8 * elapsed)
+    return 0, "(every draw came after the run finished)"
 
 
 def main() -> None:
@@ -59,6 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     results: dict[str, list[bool]] = {name: [] for name in CONFIGS}
+    crashes = 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus = write_tiny_corpus(tmp / "records.jsonl")
@@ -86,18 +97,21 @@ def main() -> None:
             else:
                 code, what = kill_at_random_time(common, run, tmp, rng, (0.0, duration[name]))
                 what = f"kill -9 {what}"
-            if code == 0:
-                what += " (finished before the kill)"
+            crashed = code != 0
+            if not crashed:
+                what += " (finished before the kill: not a crash trial)"
             code, err = crash.train([*common, f"ckpt_path={run}"], tmp / f"resumed{trial}", tmp)
             same = code == 0 and crash.same_params(reference[name], crash.final_params(run))
             results[name].append(same)
+            crashes += crashed
             detail = "" if code == 0 else f" (resume exit {code}: {err.strip().splitlines()[-1] if err.strip() else ''})"
             print(f"trial {trial:2d} {name}: {what}: resumed -> {'bitwise identical' if same else 'DIFFERENT'}{detail}",
                   flush=True)
     for name, ok in results.items():
         print(f"{name}: {sum(ok)}/{len(ok)} bitwise identical")
     total = [x for ok in results.values() for x in ok]
-    print(f"{sum(total)}/{len(total)} trials bitwise identical to the uninterrupted run")
+    print(f"{sum(total)}/{len(total)} trials bitwise identical to the uninterrupted run "
+          f"({crashes} of them ended by the kill, the rest finished first)")
 
 
 if __name__ == "__main__":
