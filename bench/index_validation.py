@@ -45,7 +45,7 @@ def main() -> None:
             cols = tokenized.index_columns(index)
             converting.append(time.perf_counter() - start)
             start = time.perf_counter()
-            tokenized.check_columns(cols, n_tokens, idx_path=data / "train.idx", bin_path=data / "train.bin")
+            tokenized.check_columns(cols, n_tokens, idx_path=data / "train-00000.idx", bin_path=data / "train-00000.bin")
             checking.append(time.perf_counter() - start)
         open_s, check_s, conv_s = (sum(x) / len(x) for x in (opening, checking, converting))
         print(f"{args.samples} samples, {int(lengths.sum())} tokens: opening {open_s * 1e3:.1f} ms; "
