@@ -113,9 +113,11 @@ def candidates(sources: list[tuple[str, str]], labels=LABELS, seed: int = 0, var
     def draw(v: int, label: str, source: str, code: str) -> None:
         got = inject_pair(code, label, random.Random(f"{seed}:{source}:{label}:{v}"), parser, confirm=confirm)
         if got is None:
-            drops[(label, "no site or not confirmed")] += 1 if v == 0 else 0
+            if v == 0:  # later draws are extra variants: their absence drops nothing
+                drops[(label, "no site or not confirmed")] += 1
         elif (got[1], label) in seen:
-            drops[(label, "duplicate variant")] += 1 if v < variants else 0
+            if v < variants:
+                drops[(label, "duplicate variant")] += 1
         else:
             seen.add((got[1], label))
             per_rule[label] += 1
