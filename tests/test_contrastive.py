@@ -43,7 +43,10 @@ def test_demo_pairs_parse_and_carry_exactly_their_rule(demo_pairs):
 
     folder, quality, security = demo_pairs
     assert [json.loads(line) for line in open(folder / "q.jsonl")] == quality
-    assert {p["rule"] for p in quality} >= set(QUALITY_LABELS) - {"Credo.Check.Design.DuplicatedCode"}
+    # DuplicatedCode and AliasUsage (names of more than two parts, shipped .credo.exs) have sites in
+    # few demo modules; 64 anchors may hold none of them
+    rare = {"Credo.Check.Design.DuplicatedCode", "Credo.Check.Design.AliasUsage"}
+    assert {p["rule"] for p in quality} >= set(QUALITY_LABELS) - rare
     assert {p["sobelow_check"] for p in security} == set(SECURITY_CWE)
     assert all(p["cwe_id"] == SECURITY_CWE[p["sobelow_check"]] for p in security)
     assert all(p["tier"] == rule_difficulty(p["rule"]) for p in quality)

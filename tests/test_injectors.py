@@ -428,7 +428,6 @@ NOT_APPLICABLE = {
     ("router", "Credo.Check.Design.DuplicatedCode"): "no body reaches mass 40",
     ("plain", "Credo.Check.Design.AliasUsage"): "no aliases",
     ("router", "Credo.Check.Design.AliasUsage"): "no aliases",
-    ("schema", "Credo.Check.Design.AliasUsage"): "aliases are never called",
     ("genserver", "Credo.Check.Design.AliasUsage"): "only two-part aliases (shipped config: if_nested_deeper_than: 2)",
     ("controller", "Credo.Check.Design.AliasUsage"): "no alias of more than two parts is called",
     ("view", "Credo.Check.Design.AliasUsage"): "no alias of more than two parts is called",

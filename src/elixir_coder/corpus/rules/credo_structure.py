@@ -349,7 +349,7 @@ def _qualify_own_call(code: str, src: Source, rng) -> str | None:
                 tok = src.t[k]
                 if (tok.kind == "ident" and tok.text in public and not src.after_dot(k) and k + 1 < len(src.t)
                         and src.t[k + 1].text == "(" and src.t[k + 1].start == tok.end
-                        and not (k > 0 and src.t[k - 1].text in ("&", "|>"))):
+                        and not (k > 0 and src.t[k - 1].text == "&")):
                     options.append((k, m.name))
     rng.shuffle(options)
     for k, full in options:
