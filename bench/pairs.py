@@ -1,15 +1,26 @@
-"""Contrastive data throughput: the Elixir parser bridge (ElixirParser.parse_many) against one
-`elixir -e` process per snippet, and valid pairs/s of pair generation on the demo corpus.
+"""Contrastive data: throughput and shortcuts.
 
-The per-snippet baseline is what a naive checker would do; it pays the BEAM start-up for every
-snippet, which is why the long-lived server exists.
+Throughput: the Elixir parser bridge (ElixirParser.parse_many) against one `elixir -e` process
+per snippet, and valid pairs/s of pair generation on the demo corpus. The per-snippet baseline is
+what a naive checker would do; it pays the BEAM start-up for every snippet, which is why the
+long-lived server exists.
+
+Shortcut probe (--probe): per rule, the accuracy of "the longer side is the violating one" (ties
+count half: a coin flip) and the share of distinct injected blocks (``corpus.pairs.injected_block``:
+the changed lines widened to the definition that carries them). A rule a length test separates, or
+whose injections repeat a few blocks, teaches the shortcut rather than the rule. Reads the pair
+files `elixir-data pairs` wrote (--pairs-dir, e.g. data/processed), or generates them for
+--anchors modules of the demo corpus or of --source-dir, printing the judge's per-rule report
+first (with --judge tools: the real tools' agreement, unlabelled findings, clean positives).
 
 Usage: python bench/pairs.py [--snippets 1000] [--baseline 10] [--anchors 32]
+       python bench/pairs.py --probe [--pairs-dir data/processed | --source-dir DIR] [--anchors 0] [--judge tools]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import subprocess
@@ -120,13 +131,83 @@ def baseline_rate(executable: str, snippets: list[str]) -> float:
     return len(snippets) / (time.perf_counter() - start)
 
 
+def _sources(args) -> list[tuple[str, str]]:
+    """Clean anchors: whole .ex files of --source-dir that parse with the real parser (read, never
+    run), or the demo corpus's training modules (routers included) as `elixir-data pairs` takes them."""
+    from elixir_coder.corpus.pairs import clean_sources
+
+    if args.source_dir:
+        root = Path(args.source_dir)
+        files = sorted(p for p in root.rglob("*.ex") if p.is_file())
+        texts = [(str(p.relative_to(root)), p.read_text(encoding="utf-8", errors="replace")) for p in files]
+        texts = [(name, code) for name, code in texts if "defmodule" in code]
+        with ElixirParser(backend="elixir") as elixir:
+            ok = [r.ok for r in elixir.parse_many([code for _, code in texts])]
+        sources = [t for t, good in zip(texts, ok) if good]
+        print(f"{root}: {len(files)} .ex files, {len(texts)} with a module, {len(sources)} parse")
+        records = [{"task": "code_generation", "prompt": "", "completion": code, "source": name} for name, code in sources]
+    else:
+        from elixir_coder.corpus.prepare import load_records, recipe
+
+        records = load_records(recipe(jsonl=None, source_dir=None, vocab_size=8192, val_fraction=0.1, seed=0,
+                                      demo_modules=320, max_sample_tokens=2048))
+    return clean_sources(records, args.anchors or None)
+
+
+def _pairs_from(args) -> list[tuple[str, str, str]]:
+    if args.pairs_dir:
+        rows = []
+        for name in ("contrastive_pairs.jsonl", "security_contrastive.jsonl"):
+            with open(Path(args.pairs_dir) / name, encoding="utf-8") as fh:
+                for line in fh:
+                    r = json.loads(line)
+                    rows.append((r.get("rule") or r["sobelow_check"], r.get("clean_code") or r["secure_code"],
+                                 r.get("violating_code") or r["vulnerable_code"]))
+        return rows
+    from elixir_coder.corpus.lint import Judge
+    from elixir_coder.corpus.pairs import format_report, make_pairs
+
+    tool = None if args.judge == "builtin" else Judge.find(required=args.judge == "tools")
+    sources = _sources(args)
+    start = time.perf_counter()
+    kept, cands, drops = make_pairs(sources, seed=0, variants=args.variants, tool=tool, min_pairs=args.min_pairs)
+    print(f"{len(sources)} anchors, {len(cands)} candidates, {len(kept)} pairs kept in {time.perf_counter() - start:.0f} s")
+    print(format_report(cands, kept, drops, tool is not None))
+    return [(r.get("rule") or r["sobelow_check"], r.get("clean_code") or r["secure_code"],
+             r.get("violating_code") or r["vulnerable_code"]) for r in kept]
+
+
+def run_probe(args) -> None:
+    from elixir_coder.labels import SECURITY_LABELS
+
+    from elixir_coder.corpus.pairs import shortcut_probe
+
+    results = shortcut_probe(_pairs_from(args))
+    print(f"{'rule':48} {'pairs':>5} {'longer=violating':>16} {'distinct blocks':>15}")
+    for rule, (n, longer, distinct) in sorted(results.items()):
+        print(f"{rule:48} {n:5} {100 * longer:15.1f}% {100 * distinct:14.1f}%")
+    security = [results[r][1] for r in SECURITY_LABELS if r in results]
+    print(f"worst security length accuracy: {100 * max(security, default=0):.1f}% (a coin flip is 50%); "
+          f"lowest distinct share: {100 * min((r[2] for r in results.values()), default=0):.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probe", action="store_true", help="the shortcut probe instead of throughput")
+    parser.add_argument("--pairs-dir", default=None, help="folder with the pair files of `elixir-data pairs`")
+    parser.add_argument("--source-dir", default=None, help="probe: anchors from the .ex files of this tree")
+    parser.add_argument("--judge", choices=("auto", "tools", "builtin"), default="auto",
+                        help="probe: who keeps a pair (tools = the real Credo/Sobelow, $CREDO/$SOBELOW or PATH)")
+    parser.add_argument("--variants", type=int, default=1)
+    parser.add_argument("--min-pairs", type=int, default=20)
     parser.add_argument("--snippets", type=int, default=1000)
     parser.add_argument("--baseline", type=int, default=10, help="snippets for the per-process baseline")
     parser.add_argument("--rounds", type=int, default=3, help="parse_many rounds; the best is reported")
-    parser.add_argument("--anchors", type=int, default=32, help="clean demo modules for the pair generation rate")
+    parser.add_argument("--anchors", type=int, default=32, help="clean modules (0 = all) for pair generation")
     args = parser.parse_args()
+    if args.probe:
+        run_probe(args)
+        return
 
     executable = shutil.which("elixir")
     if executable is None:
@@ -157,15 +238,14 @@ def main() -> None:
 
     # Valid pairs/s as `elixir-data pairs` makes them: inject, re-draw, parse, detect.
     from elixir_coder.corpus.demo import generate_records
-    from elixir_coder.training.contrastive import clean_sources, generate_pairs, security_pairs
+    from elixir_coder.corpus.pairs import clean_sources, make_pairs
 
     sources = clean_sources(generate_records(0, 320), args.anchors)
     start = time.perf_counter()
-    quality = generate_pairs(sources, seed=0, variants=1)
-    security = security_pairs(sources, seed=0, variants=1)
+    kept, _, _ = make_pairs(sources, seed=0, variants=1)
     elapsed = time.perf_counter() - start
-    print(f"pairs: {len(quality) + len(security)} valid pairs from {len(sources)} modules in {elapsed:.1f} s = "
-          f"{(len(quality) + len(security)) / elapsed:,.0f} pairs/s")
+    print(f"pairs (built-in detectors as judge): {len(kept)} valid pairs from {len(sources)} modules in {elapsed:.1f} s = "
+          f"{len(kept) / elapsed:,.0f} pairs/s")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from elixir_coder.corpus.prepare import load_records, recipe
 from elixir_coder.corpus.demo import generate_records
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_CWE
 from elixir_coder.training import loop as training_loop
-from elixir_coder.training.contrastive import active_tiers, batch_sampler, clean_sources, prepare_pairs, rule_difficulty
+from elixir_coder.corpus.pairs import clean_sources, prepare_pairs, rule_difficulty
+from elixir_coder.training.contrastive import active_tiers, batch_sampler
 from elixir_coder.training.loss import ContrastiveBeta
 
 needs_elixir = pytest.mark.skipif(shutil.which("elixir") is None, reason="install elixir: apt-get install -y elixir")
@@ -24,12 +25,13 @@ needs_elixir = pytest.mark.skipif(shutil.which("elixir") is None, reason="instal
 
 @pytest.fixture(scope="module")
 def demo_pairs(tmp_path_factory):
-    """The pair files `elixir-data pairs` writes for the demo corpus at its default settings."""
+    """The pair files `elixir-data pairs` writes for the demo corpus at its default settings, judged
+    by the built-in detectors (the real tools' judgement is tested in test_pairs_judge.py)."""
     folder = tmp_path_factory.mktemp("pairs")
     records = load_records(recipe(jsonl=None, source_dir=None, vocab_size=8192, val_fraction=0.1, seed=0,
                                   demo_modules=320, max_sample_tokens=2048))
     quality, security = prepare_pairs(records, folder / "q.jsonl", folder / "s.jsonl", seed=0, variants=1,
-                                      max_anchors=64, log=lambda _: None)
+                                      max_anchors=64, judge="builtin", log=lambda _: None)
     return folder, quality, security
 
 
@@ -41,7 +43,10 @@ def test_demo_pairs_parse_and_carry_exactly_their_rule(demo_pairs):
 
     folder, quality, security = demo_pairs
     assert [json.loads(line) for line in open(folder / "q.jsonl")] == quality
-    assert {p["rule"] for p in quality} >= set(QUALITY_LABELS) - {"Credo.Check.Design.DuplicatedCode"}
+    # DuplicatedCode and AliasUsage (names of more than two parts, shipped .credo.exs) have sites in
+    # few demo modules; 64 anchors may hold none of them
+    rare = {"Credo.Check.Design.DuplicatedCode", "Credo.Check.Design.AliasUsage"}
+    assert {p["rule"] for p in quality} >= set(QUALITY_LABELS) - rare
     assert {p["sobelow_check"] for p in security} == set(SECURITY_CWE)
     assert all(p["cwe_id"] == SECURITY_CWE[p["sobelow_check"]] for p in security)
     assert all(p["tier"] == rule_difficulty(p["rule"]) for p in quality)

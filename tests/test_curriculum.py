@@ -15,7 +15,7 @@ from elixir_coder.training import loop as training_loop
 from elixir_coder.training.curriculum import Curriculum, active_tasks, current_phase, loss_weights, make_phases
 from elixir_coder.training.data import DataLoader, IGNORE_INDEX, expand_batch
 
-PHASES = make_phases(OmegaConf.to_container(OmegaConf.load(conf_dir() / "curriculum" / "phased.yaml").phases))
+PHASES = make_phases(OmegaConf.to_container(OmegaConf.load(conf_dir() / "curriculum" / "phased.yaml").curriculum.phases))
 
 
 @pytest.mark.parametrize("epoch, name", [(1, "code"), (10, "code"), (11, "annotation"), (30, "annotation"),
@@ -43,7 +43,7 @@ def test_new_tasks_ramp_from_a_tenth_to_full_over_five_epochs():
 
 
 def test_epoch_scale_compresses_the_phases():
-    specs = OmegaConf.to_container(OmegaConf.load(conf_dir() / "curriculum" / "phased.yaml").phases)
+    specs = OmegaConf.to_container(OmegaConf.load(conf_dir() / "curriculum" / "phased.yaml").curriculum.phases)
     demo = make_phases(specs, epoch_scale=0.1)
     assert [(p.first_epoch, p.last_epoch) for p in demo] == [(1, 1), (2, 3), (4, 5), (6, None)]
     with pytest.raises(ValueError, match="must be consecutive"):
@@ -109,7 +109,7 @@ def test_training_through_phases(make_cfg):
 
 def test_resume_mid_ramp_gives_the_same_weights(make_cfg):
     """A restored callback at epoch 13 (mid-ramp) sets exactly what an uninterrupted run sets."""
-    specs = OmegaConf.to_container(OmegaConf.load(conf_dir() / "curriculum" / "phased.yaml").phases)
+    specs = OmegaConf.to_container(OmegaConf.load(conf_dir() / "curriculum" / "phased.yaml").curriculum.phases)
     straight = Curriculum(specs)
     resumed = Curriculum(specs)
     resumed.load_state_dict(straight.state_dict())

@@ -12,14 +12,11 @@ from elixir_coder.corpus import checks
 from elixir_coder.corpus.checks import detect_quality, detect_security
 from elixir_coder.corpus.parser import ParseResult, shared_parser
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS
-from elixir_coder.training import contrastive
-from elixir_coder.training.contrastive import (
-    QUALITY_INJECTORS,
-    SECURITY_INJECTORS,
-    inject,
-    positive_view,
-    validated,
-)
+from elixir_coder.corpus import views
+from elixir_coder.corpus.pairs import inject, validated
+from elixir_coder.corpus.rules import QUALITY_INJECTORS, SECURITY_INJECTORS
+from elixir_coder.corpus.rules.sobelow import inject_csrf
+from elixir_coder.corpus.views import positive_view
 
 needs_elixir = pytest.mark.skipif(shutil.which("elixir") is None, reason="install elixir: apt-get install -y elixir")
 
@@ -431,10 +428,12 @@ NOT_APPLICABLE = {
     ("router", "Credo.Check.Design.DuplicatedCode"): "no body reaches mass 40",
     ("plain", "Credo.Check.Design.AliasUsage"): "no aliases",
     ("router", "Credo.Check.Design.AliasUsage"): "no aliases",
-    ("schema", "Credo.Check.Design.AliasUsage"): "aliases are never called",
+    ("genserver", "Credo.Check.Design.AliasUsage"): "only two-part aliases (shipped config: if_nested_deeper_than: 2)",
+    ("controller", "Credo.Check.Design.AliasUsage"): "no alias of more than two parts is called",
+    ("view", "Credo.Check.Design.AliasUsage"): "no alias of more than two parts is called",
     ("schema", "Credo.Check.Consistency.SpaceAroundOperators"): "a single binary operator",
     ("controller", "Sobelow.XSS.Raw"): "Sobelow follows controllers' templates, not raw/1 calls",
-    ("router", "Sobelow.XSS.Raw"): "no view code in a router",
+    **{("router", label): "routers hold no such code" for label in SECURITY_LABELS if label != "Sobelow.Config.CSRF"},
     **{(name, "Sobelow.Config.CSRF"): "not a router" for name in SAMPLES if name != "router"},
 }
 APPLICABLE = [(name, label) for label in LABELS for name in SAMPLES if (name, label) not in NOT_APPLICABLE]
@@ -448,11 +447,17 @@ def _id(pair: tuple[str, str]) -> str:
     return f"{pair[0]}-{pair[1].rsplit('.', 1)[-1]}"
 
 
+def _twin(label: str, code: str, rng) -> tuple[str, str] | None:
+    """(clean, violating): Credo injectors return the violating code, Sobelow ones both twins."""
+    out = INJECTORS[label](code, rng)
+    return (code, out) if isinstance(out, str) else out
+
+
 @pytest.fixture(scope="module")
-def injected() -> dict[tuple[str, str, int], str | None]:
+def injected() -> dict[tuple[str, str, int], tuple[str, str] | None]:
     """Every injector on every sample for a few seeds, computed once."""
     return {
-        (name, label, seed): INJECTORS[label](SAMPLES[name], seed)
+        (name, label, seed): _twin(label, SAMPLES[name], seed)
         for name in SAMPLES
         for label in LABELS
         for seed in SEEDS
@@ -490,11 +495,11 @@ def test_injector_applicability(label, injected):
 @pytest.mark.parametrize("pair", APPLICABLE, ids=_id)
 def test_injected_code_differs_and_is_detected(pair, injected):
     name, label = pair
-    clean = SAMPLES[name]
-    assert label not in _detect(label, clean)
+    assert label not in _detect(label, SAMPLES[name])
     for seed in SEEDS:
-        out = injected[(name, label, seed)]
-        assert out is not None and out != clean
+        assert injected[(name, label, seed)] is not None
+        clean, out = injected[(name, label, seed)]
+        assert out != clean and label not in _detect(label, clean)
         assert label in _detect(label, out), f"seed {seed}:\n{out}"
 
 
@@ -502,14 +507,15 @@ def test_injected_code_differs_and_is_detected(pair, injected):
 def test_injection_changes_only_its_label(pair, injected):
     name, label = pair
     for seed in SEEDS:
-        out = injected[(name, label, seed)]
+        clean, out = injected[(name, label, seed)]
+        assert detect_quality(clean) | detect_security(clean) == set(), f"seed {seed}:\n{clean}"
         assert detect_quality(out) | detect_security(out) == {label}, f"seed {seed}:\n{out}"
 
 
 @pytest.mark.elixir
 @needs_elixir
 def test_injected_code_parses(injected):
-    outputs = [(key, out) for key, out in injected.items() if out is not None]
+    outputs = [(key, side) for key, out in injected.items() if out is not None for side in out]
     results = shared_parser().parse_many([out for _, out in outputs])
     failures = [(key, r.line, r.message) for (key, _), r in zip(outputs, results) if not r.ok]
     assert not failures
@@ -519,8 +525,7 @@ def test_injected_code_parses(injected):
 def test_injectors_are_deterministic(pair, injected):
     name, label = pair
     for seed in SEEDS:
-        again = INJECTORS[label](SAMPLES[name], random.Random(seed))
-        assert again == injected[(name, label, seed)]
+        assert _twin(label, SAMPLES[name], random.Random(seed)) == injected[(name, label, seed)]
 
 
 # -- positive views ---------------------------------------------------------------
@@ -559,7 +564,7 @@ def test_positive_views_parse(positives):
 def test_variable_rename_is_consistent_within_a_clause():
     code = "defmodule A do\n  @moduledoc false\n\n  def total(items) do\n    Enum.sum(items)\n  end\nend\n"
     src = checks.Source(code)
-    out = contrastive._rename_variable(code, src, random.Random(0))
+    out = views._rename_variable(code, src, random.Random(0))
     assert out == code.replace("items", "items_value")
 
 
@@ -568,7 +573,7 @@ def test_swapping_functions_keeps_docs_attached():
         "defmodule A do\n  @moduledoc false\n\n  @doc \"One.\"\n  def one, do: 1\n\n"
         "  @doc \"Two.\"\n  @spec two() :: integer()\n  def two, do: 2\nend\n"
     )
-    out = contrastive._swap_functions(code, checks.Source(code), random.Random(0))
+    out = views._swap_functions(code, checks.Source(code), random.Random(0))
     assert out.index('@doc "Two."') < out.index("def two") < out.index('@doc "One."') < out.index("def one")
 
 
@@ -623,7 +628,7 @@ def test_injectors_survive_odd_input():
     for code in odd:
         for label, injector in INJECTORS.items():
             out = injector(code, 0)
-            assert out is None or isinstance(out, str), label
+            assert out is None or isinstance(out, (str, tuple)), label
         assert isinstance(positive_view(code, 0), str)
         detect_quality(code)
         detect_security(code)
@@ -635,9 +640,10 @@ def test_csrf_adds_a_browser_pipeline_to_an_api_only_router():
         '  scope "/api", ShopWeb do\n    pipe_through :api\n    get "/items", ItemController, :index\n  end\nend\n'
     )
     assert detect_security(api) == set()
-    out = contrastive.inject_csrf(api, 0)
-    assert "pipeline :browser do" in out and "plug :fetch_session" in out
-    assert detect_security(out) == {"Sobelow.Config.CSRF"}
+    secure, out = inject_csrf(api, 0)
+    assert "plug :fetch_session" in out and "plug :protect_from_forgery" not in out
+    assert "plug :protect_from_forgery" in secure
+    assert detect_security(out) == {"Sobelow.Config.CSRF"} and detect_security(secure) == set()
 
 
 # -- detectors: hand-written positives and negatives per rule ----------------------------
@@ -763,12 +769,15 @@ ALIAS_USAGE = "Credo.Check.Design.AliasUsage"
 
 
 def test_alias_usage():
-    assert ALIAS_USAGE in _quality(_fn("MyApp.Accounts.get_user!(x)"))
-    assert ALIAS_USAGE in _quality(_fn("Ecto.Changeset.change(x)"))
-    assert ALIAS_USAGE not in _quality(_module("  alias MyApp.Accounts\n\n  def run(x), do: Accounts.get_user!(x)\n"))
+    assert ALIAS_USAGE in _quality(_fn("MyApp.Accounts.User.get!(x)"))
+    assert ALIAS_USAGE in _quality(_fn("Ecto.Adapters.SQL.query(x)"))
+    # the shipped .credo.exs: if_nested_deeper_than: 2, so two-part names pass
+    assert ALIAS_USAGE not in _quality(_fn("MyApp.Accounts.get_user!(x)"))
+    assert ALIAS_USAGE not in _quality(_fn("Ecto.Changeset.change(x)"))
+    assert ALIAS_USAGE not in _quality(_module("  alias MyApp.Accounts.User\n\n  def run(x), do: User.get!(x)\n"))
     assert ALIAS_USAGE not in _quality(_fn("IO.ANSI.red() <> File.Stat.a() <> Enum.Foo.String.x()"))  # excluded
     assert ALIAS_USAGE not in _quality(_module("  @spec run(MyApp.User.t()) :: :ok\n  def run(_user), do: :ok\n"))
-    clash = _module("  alias Other.User\n\n  def run(x), do: {User.name(x), MyApp.User.name(x)}\n")
+    clash = _module("  alias Other.User\n\n  def run(x), do: {User.name(x), MyApp.Accounts.User.name(x)}\n")
     assert ALIAS_USAGE not in _quality(clash)  # aliasing would clash with Other.User
     assert ALIAS_USAGE not in _quality(_fn("%MyApp.Accounts.User{name: x}"))  # not a call
 

@@ -5,6 +5,7 @@
     elixir-data prepare data.jsonl=records.jsonl data.overwrite=true
     elixir-data verify                           # re-check sizes, ids, checksums and the report
     elixir-data pairs                            # contrastive pairs -> data/processed/*.jsonl
+    elixir-data pairs --report                   # ... and per-rule figures (judge, detectors vs tools)
     elixir-data export ckpt_path=outputs/.../checkpoints/model-3.ckpt   # weights as safetensors
 """
 
@@ -59,7 +60,9 @@ def export(cfg: DictConfig) -> None:
 
 
 def pairs(cfg: DictConfig) -> None:
-    """Write the contrastive pair files from the configured corpus's training split."""
+    """Write the contrastive pair files from the configured corpus's training split, judged by the
+    real Credo and Sobelow when found (``contrastive.judge``); ``--report`` is
+    ``contrastive.report=true``."""
     dm: ElixirDataModule = instantiate(cfg.data)
     dm.prepare_data()
     dm.contrastive = dict(cfg.contrastive)
@@ -86,6 +89,9 @@ def main() -> None:
         print(f"usage: elixir-data {{{','.join(COMMANDS)}}} [hydra overrides]", file=sys.stderr)
         sys.exit(2)
     _COMMAND = sys.argv.pop(1)
+    if _COMMAND == "pairs" and "--report" in sys.argv:
+        sys.argv.remove("--report")
+        sys.argv.append("contrastive.report=true")
     # Data commands write no run folder of their own.
     sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled", "hydra.run.dir=."]
     _main()

@@ -535,11 +535,12 @@ class ElixirDataModule(L.LightningDataModule):
         return [r for r in load_records(self.recipe) if r["_split"] == "train"]
 
     def prepare_pairs(self, overwrite: bool = False) -> None:
-        from elixir_coder.training.contrastive import prepare_pairs
+        from elixir_coder.corpus.pairs import prepare_pairs
 
         c = self.contrastive
         if overwrite or not (Path(c["pairs_path"]).is_file() and Path(c["security_path"]).is_file()):
-            prepare_pairs(self.train_records(), c["pairs_path"], c["security_path"], self.seed, c["variants"], c["max_anchors"])
+            prepare_pairs(self.train_records(), c["pairs_path"], c["security_path"], self.seed, c["variants"], c["max_anchors"],
+                          c.get("judge", "auto"), c.get("credo"), c.get("sobelow"), c.get("min_pairs", 0), c.get("report", False))
 
     def pairs_loader(self):
         from tokenizers import Tokenizer

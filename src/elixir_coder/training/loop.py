@@ -20,10 +20,7 @@ from elixir_coder.model.compile import compile_model
 from elixir_coder.training.checkpoint import KEY, StepCheckpoint, read, remove_stale_temp_files, resolve_ckpt_path, run_dir_of
 
 from elixir_coder.training.data import ElixirDataModule
-from elixir_coder.training.contrastive import RuleTiers
-from elixir_coder.training.curriculum import Curriculum
 from elixir_coder.training.logging import TensorBoardExtras
-from elixir_coder.training.loss import GradNorm, GradNormWeighting
 from elixir_coder.training.module import ElixirCoderModule
 
 
@@ -129,20 +126,12 @@ def init(cfg: DictConfig) -> Loop:
     for stale in remove_stale_temp_files(f"{cfg.paths.output_dir}/checkpoints"):  # what a killed save left
         log.info("removed %s, left by an interrupted checkpoint save", stale)
     datamodule, module = build(cfg)
-    weighting = module.weighting
+    # Every callback comes from the `callbacks` config; choices that need one (loss=gradnorm,
+    # curriculum=phased|tiered) add theirs to it from their own group.
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     for cb in callbacks:
         if isinstance(cb, TensorBoardExtras):
             cb.config_yaml, cb.hparams = module.config_yaml, flat_hparams(cfg)
-    if isinstance(weighting, GradNormWeighting):
-        callbacks.append(GradNorm())
-    if cfg.use_contrastive:
-        callbacks.append(RuleTiers(max(1, round(cfg.contrastive.epochs_per_tier * cfg.epoch_scale))))
-    if cfg.curriculum.get("phases"):
-        callbacks.append(Curriculum(
-            OmegaConf.to_container(cfg.curriculum.phases), cfg.curriculum.ramp_epochs, cfg.curriculum.ramp_start,
-            cfg.epoch_scale,
-        ))
     if cfg.get("checkpoint_every_n_steps"):
         # Mid-epoch checkpoints for crash recovery: the newest one is kept, beside the epoch
         # checkpoints of the `callbacks` group; resuming from the run folder takes the newest.

@@ -1,8 +1,9 @@
 """Labelled quality and security examples for the demo corpus.
 
 Each chosen module appears clean (no labels) and with one injected Credo violation or Sobelow
-finding; the labels are what the independent detectors report on the changed code, and the
-changed code is checked with the Elixir parser (``training.contrastive.inject``).
+finding (for Sobelow, the clean side is the module's secure twin: the same site in its safe
+form); the labels are what the independent detectors report on the changed code, and both sides
+are checked with the Elixir parser (``corpus.pairs.inject_pair``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS
 
 def labelled_records(modules: list[DemoModule], seed: int = 0, share: float = 0.5) -> list[dict]:
     """``quality`` and ``security`` records for about ``share`` of the modules."""
-    from elixir_coder.training.contrastive import inject
+    from elixir_coder.corpus.pairs import inject_pair
 
     rng = random.Random(f"{seed}:labelled")
     out = []
@@ -27,9 +28,10 @@ def labelled_records(modules: list[DemoModule], seed: int = 0, share: float = 0.
             order = list(labels)
             rng.shuffle(order)
             for label in order:  # the first rule this module lends itself to
-                bad = inject(module.source, label, random.Random(f"{seed}:{module.path}:{label}"))
-                if bad is not None:
-                    out.append({"task": task, "text": module.source, "labels": [], "source": module.path})
+                got = inject_pair(module.source, label, random.Random(f"{seed}:{module.path}:{label}"))
+                if got is not None:
+                    clean, bad = got
+                    out.append({"task": task, "text": clean, "labels": sorted(detect(clean)), "source": module.path})
                     out.append({"task": task, "text": bad, "labels": sorted(detect(bad)), "source": module.path})
                     break
     return out
