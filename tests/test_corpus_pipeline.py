@@ -22,7 +22,7 @@ from elixir_coder.corpus import tokenized
 from elixir_coder.corpus.encode import cut_points, line_starts
 from elixir_coder.corpus.prepare import prepare, recipe, split_of
 from elixir_coder.corpus.report import verify_report
-from elixir_coder.corpus.sources import discover
+from elixir_coder.corpus.projects import discover
 from elixir_coder.errors import DataError
 from elixir_coder.labels import TASKS
 from elixir_coder.training.data import DataLoader, read_dataset

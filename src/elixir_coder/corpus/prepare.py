@@ -40,7 +40,7 @@ from elixir_coder.corpus.dedup import DedupConfig, Deduplicator, content_hash, s
 from elixir_coder.corpus.encode import Encoder
 from elixir_coder.corpus.records import iter_jsonl_from, validate_record
 from elixir_coder.corpus.report import build_report
-from elixir_coder.corpus.sources import FileLimits, Project, decode_source, discover, read_files
+from elixir_coder.corpus.projects import FileLimits, Project, decode_source, discover, read_files
 from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, special_ids, tokenizer_id
 from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
