@@ -32,7 +32,8 @@ OFF = ["~logger", "~callbacks.lr_monitor", "~callbacks.progress_bar", "~callback
 
 def run(data_dir: Path, out: Path, steps: int, extra: list[str]) -> float:
     overrides = [f"data.data_dir={data_dir}", "data.prepare=false", "task=multitask", "data.batch_size=16", "data.max_len=256",
-                 f"trainer.max_steps={steps + 5}", "trainer.limit_val_batches=0", "validate_before_fit=false",
+                 f"trainer.max_steps={steps + 5}", "trainer.max_epochs=-1", "trainer.limit_train_batches=null",
+                 "trainer.limit_val_batches=0", "validate_before_fit=false",
                  "~callbacks.model_checkpoint", *extra]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=list(dict.fromkeys(overrides)), return_hydra_config=True)

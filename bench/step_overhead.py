@@ -37,7 +37,8 @@ from elixir_coder.training.schedule import init as warmup_cosine
 
 def compose_cfg(data_dir: Path, out: Path, steps: int, packing: bool):
     overrides = [f"data.data_dir={data_dir}", "data.prepare=false", "data.batch_size=16", "data.max_len=512",
-                 f"data.packing={str(packing).lower()}", f"trainer.max_steps={steps + 5}", "trainer.limit_val_batches=0",
+                 f"data.packing={str(packing).lower()}", f"trainer.max_steps={steps + 5}", "trainer.max_epochs=-1",
+                 "trainer.limit_val_batches=0",
                  "trainer.limit_train_batches=null", "validate_before_fit=false", "~callbacks.model_checkpoint"]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
