@@ -62,8 +62,8 @@ def test_prepared_samples_decode_with_the_backbones_tokenizer(tmp_path, tiny_cor
     split = tokenized.open_split(loop.datamodule.data_dir, "train", meta["vocab_size"])
     specials = set(meta["special_tokens"].values())
     checked = 0
-    for row in split.index[:20]:
-        ids = [int(i) for i in split.tokens[row["offset"]: row["offset"] + row["length"]]]
+    for row, shard in zip(split.index[:20], split.shard[:20]):
+        ids = [int(i) for i in split.tokens[shard][row["offset"]: row["offset"] + row["length"]]]
         prompt, body = ids[:row["prompt_len"]], ids[row["prompt_len"]:]
         text = model_tok.decode([i for i in body if i not in specials]) if TASKS[row["task"]] == "code_generation" \
             else model_tok.decode([i for i in prompt if i not in specials])
@@ -83,6 +83,6 @@ def test_data_tokenized_otherwise_are_refused_naming_both(tmp_path, tiny_corpus,
 
 def test_corpus_bpe_unchanged_without_a_backbone_tokenizer(tmp_path, tiny_corpus):
     loop = training_loop.init(compose_cfg(tmp_path, tiny_corpus, "model=tiny"))
-    assert "tokenizer" not in loop.datamodule.meta["recipe"]
+    assert loop.datamodule.meta["recipe"]["tokenizer"] is None
     expected = train_tokenizer([], 400)  # specials first: <pad> is 0
     assert loop.datamodule.meta["special_tokens"]["<pad>"] == expected.token_to_id("<pad>") == 0

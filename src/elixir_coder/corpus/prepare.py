@@ -608,7 +608,7 @@ def ensure_prepared(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool =
                 f"but the config asks for {json.dumps(rec, sort_keys=True)}; pass data.overwrite=true to "
                 "re-prepare it, or set data.data_dir to another folder"
             )
-    what = ", ".join(f"{k}={v}" for k, v in rec["sources"].items()) if "demo" not in rec["sources"] else "the embedded demo corpus"
+    what = " and ".join(f"data.{k}" for k, v in rec["sources"].items() if v) if "demo" not in rec["sources"] else "the embedded demo corpus"
     log(f"Preparing the tokenized corpus from {what} in {data_dir} ...")
     meta = prepare(data_dir, rec, overwrite=overwrite, workers=workers)
     from elixir_coder.corpus.report import format_report
