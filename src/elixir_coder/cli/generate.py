@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from elixir_coder.cli.common import run_reporting_errors
 from elixir_coder.config import conf_dir
+from elixir_coder.corpus.records import iter_jsonl
 from elixir_coder.errors import ConfigError, DataError
 from elixir_coder.evaluation.from_checkpoint import checkpoint_config, load_trained
 from elixir_coder.io import atomic_write
@@ -40,19 +41,10 @@ def read_prompts(cfg: DictConfig) -> list[dict]:
         # A one-line shell argument: a literal \n stands for a newline (a prompt with real newlines is kept as is).
         rows = [{"prompt": text if "\n" in text else text.replace("\\n", "\n"), "task": default}]
     else:
-        path = Path(cfg.generate.prompts)
-        if not path.is_file():
-            raise DataError(f"{path}: no such file (generate.prompts)")
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
+        for where, row in iter_jsonl(cfg.generate.prompts, "file (generate.prompts)"):
             if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                raise DataError(f"{path}:{n}: each line needs a string field 'prompt'")
+                raise DataError(f"{where}: each line needs a string field 'prompt'")
             rows.append({"prompt": row["prompt"], "task": row.get("task", default)})
     for r in rows:
         if r["task"] not in GENERATION_TASKS:
