@@ -29,7 +29,7 @@ from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABEL
 # Byte-level BPE tokens of code are a few characters long: a prompt's head beyond this many
 # characters per kept token would be cut after tokenizing anyway, so it is cut before (counted).
 _MAX_CHARS_PER_TOKEN = 16
-_BATCH = 2048  # records tokenized together: bounds the token ids held at once
+_BATCH = 256  # records tokenized together: bounds the tokenizer's Encoding objects (heavy: a string per token) held at once
 
 
 def label_bits(labels: Sequence[str], vocab: Sequence[str]) -> int:
