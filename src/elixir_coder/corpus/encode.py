@@ -133,8 +133,6 @@ class Encoder:
         q = label_bits(r.get("labels", []), QUALITY_LABELS) if task == "quality" else 0
         s = label_bits(r.get("labels", []), SECURITY_LABELS) if task == "security" else 0
         self.rows.append((0, len(ids), prompt_len, TASKS.index(task), license_id, source_id, q, s))
-        self.stats[f"samples/{task}"] += 1
-        self.stats[f"tokens/{task}"] += len(ids)
 
     def _generation(self, r: dict, prompt: np.ndarray, ids: np.ndarray | None, license_id: int, source_id: int) -> None:
         head = [self.bos, self.task_ids[r["task"]]]

@@ -108,9 +108,13 @@ def split_of(key: str, rec: dict) -> str:
     return "test" if u < rec["val_fraction"] + rec["test_fraction"] else "train"
 
 
+def _demo_key(source: str) -> str:
+    return f"demo:{source}"
+
+
 def demo_split(source: str, rec: dict) -> str:
     """The split of a demo record (and of the demo benchmark problem made from the same module)."""
-    return split_of(f"demo:{source}", rec)
+    return split_of(_demo_key(source), rec)
 
 
 def module_unit(rel: str) -> str:
@@ -314,7 +318,7 @@ def _record_items(rec: dict, stats: Counter, sample: list[str], sample_budget: i
     if "demo" in rec["sources"]:
         batch = []
         for i, r in enumerate(demo_records(rec)):
-            r = _keep_record(f"demo:{r.get('source') or i}", r, rec, stats)  # as demo_split
+            r = _keep_record(_demo_key(r.get("source") or str(i)), r, rec, stats)
             if r is not None:
                 sample_budget = _sample(r, sample, sample_budget)
                 batch.append(r)
