@@ -261,35 +261,6 @@ def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tup
     return item.number, written, stats
 
 
-# -- merging parts into shards -----------------------------------------------------------------
-
-class ShardWriter:
-    """Concatenates parts, in order, into shards of at most ``shard_tokens`` tokens."""
-
-    def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int):
-        self.out, self.split, self.dtype, self.limit = out, split, dtype, shard_tokens
-        self.shards: list[dict] = []
-        self.tokens: list[np.ndarray] = []
-        self.index: list[np.ndarray] = []
-        self.size = 0
-
-    def add(self, tokens: np.ndarray, index: np.ndarray) -> None:
-        if self.size and self.size + tokens.size > self.limit:
-            self.flush()
-        index = index.copy()
-        index["offset"] += self.size
-        self.tokens.append(tokens)
-        self.index.append(index)
-        self.size += tokens.size
-
-    def flush(self) -> None:
-        if not self.index:
-            return
-        name = f"{self.split}-{len(self.shards):05d}"
-        self.shards.append(tokenized.write_shard(self.out, name, np.concatenate(self.tokens), np.concatenate(self.index), self.dtype))
-        self.tokens, self.index, self.size = [], [], 0
-
-
 # -- the pipeline ------------------------------------------------------------------------------
 
 @contextmanager
@@ -513,7 +484,7 @@ class Preparation:
         parts = out / "parts"
         split_meta = {}
         for split in SPLITS if rec["test_fraction"] > 0 else SPLITS[:2]:
-            writer = ShardWriter(out, split, dtype, rec["shard_tokens"])
+            writer = tokenized.ShardWriter(out, split, dtype, rec["shard_tokens"])
             task_samples, task_tokens, by_license = np.zeros(len(TASKS), np.int64), np.zeros(len(TASKS), np.int64), np.zeros(len(licenses), np.int64)
             for number in sorted(written):
                 if split not in written[number]:

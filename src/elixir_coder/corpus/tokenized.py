@@ -68,6 +68,33 @@ def write_shard(out_dir: Path, name: str, tokens: np.ndarray, index: np.ndarray,
     }
 
 
+class ShardWriter:
+    """Concatenates parts, in order, into shards of at most ``shard_tokens`` tokens."""
+
+    def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int):
+        self.out, self.split, self.dtype, self.limit = out, split, dtype, shard_tokens
+        self.shards: list[dict] = []
+        self.tokens: list[np.ndarray] = []
+        self.index: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, tokens: np.ndarray, index: np.ndarray) -> None:
+        if self.size and self.size + tokens.size > self.limit:
+            self.flush()
+        index = index.copy()
+        index["offset"] += self.size
+        self.tokens.append(tokens)
+        self.index.append(index)
+        self.size += tokens.size
+
+    def flush(self) -> None:
+        if not self.index:
+            return
+        name = f"{self.split}-{len(self.shards):05d}"
+        self.shards.append(write_shard(self.out, name, np.concatenate(self.tokens), np.concatenate(self.index), self.dtype))
+        self.tokens, self.index, self.size = [], [], 0
+
+
 def write_split(out_dir: Path, split: str, samples: list[np.ndarray], index: np.ndarray, dtype: np.dtype) -> dict:
     """Write a small split held in memory as one shard; returns its entry for ``meta.json``."""
     if len(samples) != len(index):
