@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import pytest
-from hydra import compose, initialize_config_dir
+# Tiny models gain nothing from intra-op threads, and the tests' own subprocesses (Elixir parsers,
+# worker pools, trainer runs) share the same few cores: oversubscribed OpenMP threads spin-wait,
+# which made CPU-bound tests several times slower on a 2-core machine. Children inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from elixir_coder.config import conf_dir
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case torch was imported before this file
 
 FUNCS = [
     ("add", "a, b", "a + b"),
@@ -61,6 +70,9 @@ FAST = [
     "model.max_len=64",
     "~callbacks.progress_bar",
     "callbacks.console_table.every_n_steps=5",
+    # Pairs judged by the built-in detectors: the real tools cost seconds a call, and their
+    # judgement has its own tests (test_pairs_judge.py).
+    "contrastive.judge=builtin",
 ]
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 ARGS = ["task=multitask", "curriculum=tiered", "loss=gradnorm", "epoch_scale=0.1", "trainer.max_epochs=3",
-        "trainer.limit_train_batches=8", "contrastive.max_anchors=8", "contrastive.epochs_per_tier=1",
+        "trainer.limit_train_batches=8", "contrastive.max_anchors=8", "contrastive.epochs_per_tier=1", "contrastive.judge=builtin",
         "checkpoint_every_n_steps=3", "callbacks.monitor.every_n_steps=1", "validate_before_fit=false",
         "data.vocab_size=400", "data.max_len=64", "data.batch_size=8", "data.val_batch_size=16", "data.packing=false",
         "model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.max_len=64", "~callbacks.progress_bar",

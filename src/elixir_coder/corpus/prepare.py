@@ -316,7 +316,9 @@ def _record_items(rec: dict, stats: Counter, sample: list[str], sample_budget: i
 
 
 def _jsonl_key(path: str, r: dict, i: int) -> str:
-    return f"{path}:{r.get('source') or f'record-{i}'}"
+    """A record's split unit: its ``source`` (shared across JSONL files), else its place in the file
+    (by the file's name: the same corpus gets the same split wherever it is stored)."""
+    return f"jsonl:{r['source']}" if r.get("source") else f"jsonl:{Path(path).name}:record-{i}"
 
 
 def _keep_record(key: str, r: dict, rec: dict, stats: Counter | None) -> dict | None:
