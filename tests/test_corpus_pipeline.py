@@ -19,10 +19,11 @@ import pytest
 from tokenizers import Tokenizer
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.encode import cut_points, line_starts
+from elixir_coder.corpus.encode import Encoder, cut_points, line_starts
 from elixir_coder.corpus.prepare import prepare, recipe, split_of
 from elixir_coder.corpus.report import verify_report
 from elixir_coder.corpus.projects import discover
+from elixir_coder.corpus.tokenizer import splits_lines
 from elixir_coder.errors import DataError
 from elixir_coder.labels import TASKS
 from elixir_coder.training.data import DataLoader, read_dataset
@@ -285,6 +286,29 @@ def test_cut_points_prefer_boundaries_and_fall_back_to_windows():
     assert cut_points(starts, [300], 20) == ([0, 20, 30, 50, 70, 90], 4)
     assert line_starts("a\nbb\nccc\n", [1, 2, 3]) == [2, 5]
     assert line_starts('x\n  @doc "d"\n  def f, do: 1\n  def g, do: 2\n', [1, 2, 3, 4]) == [2, 28]
+
+
+def test_line_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
+    """Preparation tokenizes each distinct line once; the samples are exactly those of encoding
+    every text whole (our tokenizer never merges across a newline), long files' cuts included."""
+    out, meta = prepared
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert splits_lines(tok)
+    texts = sorted((corpus / "alpha").rglob("*.ex"))
+    long = (corpus / "alpha" / "lib" / "alpha" / "long.ex").read_text()
+    bounds = [i + 1 for i, line in enumerate(long.split("\n")) if line.startswith(("  def ", "  @doc"))]
+    records = [{"task": "code_generation", "prompt": "# a\n\n", "completion": p.read_text()} for p in texts]
+    records += [{"task": "quality", "text": texts[0].read_text(), "labels": []},
+                {"task": "code_generation", "prompt": "", "completion": long, "boundaries": bounds}]
+    runs = []
+    for cache in ({}, None):
+        stats = Counter()
+        enc = Encoder(tok, meta["special_tokens"], 256, stats, cache)
+        enc.add(records)
+        runs.append((*enc.take(), stats))
+    (tokens, index, stats), (whole_tokens, whole_index, whole_stats) = runs
+    assert np.array_equal(tokens, whole_tokens) and np.array_equal(index, whole_index) and stats == whole_stats
+    assert stats["records_split"] >= 1
 
 
 def test_source_dir_without_elixir_files_is_one_clear_error(tmp_path):

@@ -30,6 +30,15 @@ from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABEL
 # characters per kept token would be cut after tokenizing anyway, so it is cut before (counted).
 _MAX_CHARS_PER_TOKEN = 16
 _BATCH = 256  # records tokenized together: bounds the tokenizer's Encoding objects (heavy: a string per token) held at once
+# Distinct lines whose tokens a worker keeps (about 150 bytes each): mined records repeat a
+# project's lines many times over; beyond this many the cache starts again, so memory stays bounded.
+LINE_CACHE = 1 << 18
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` as lines that keep their ``\n`` (only ``\n``: the tokenizer splits there, nowhere else)."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
 
 
 def label_bits(labels: Sequence[str], vocab: Sequence[str]) -> int:
@@ -86,8 +95,11 @@ def cut_points(token_starts: Sequence[int], boundary_chars: Sequence[int], budge
 class Encoder:
     """Tokenizes records of one work item and appends their samples to flat per-split buffers."""
 
-    def __init__(self, tok: Tokenizer, special: dict[str, int], max_sample_tokens: int, stats: Counter):
-        self.tok, self.max = tok, max_sample_tokens
+    def __init__(self, tok: Tokenizer, special: dict[str, int], max_sample_tokens: int, stats: Counter,
+                 lines: dict[str, np.ndarray] | None = None):
+        """``lines``: a line -> tokens cache (shared across encoders of a worker) when ``tok`` never
+        merges across newlines (:func:`elixir_coder.corpus.tokenizer.splits_lines`); None otherwise."""
+        self.tok, self.max, self.lines = tok, max_sample_tokens, lines
         self.bos, self.eos, self.sep = special[BOS], special[EOS], special[SEP]
         self.task_ids = {t: special[f"<task:{t}>"] for t in TASKS}
         self.stats = stats
@@ -109,13 +121,11 @@ class Encoder:
         for r in records:
             if r["task"] in GENERATION_TASKS:
                 texts[r["prompt"][-keep_chars:]] = None
-                if not r.get("boundaries"):
+                if not r.get("boundaries") or self.lines is not None:
                     texts[r["completion"]] = None
             else:
                 texts[r["text"]] = None
-        encoded = self.tok.encode_batch_fast(list(texts), add_special_tokens=False)
-        ids = {t: np.asarray(e.ids, dtype=np.int32) for t, e in zip(texts, encoded)}
-        del encoded
+        ids = self._ids(list(texts))
         for r in records:
             lic = r.get("_license", license_id)
             if r["task"] in GENERATION_TASKS:
@@ -125,6 +135,30 @@ class Encoder:
                 self._generation(r, ids[prompt[-keep_chars:]], ids.get(r["completion"]), lic, source_id)
             else:
                 self._classification(r, ids[r["text"]], lic, source_id)
+
+    def _ids(self, texts: list[str]) -> dict[str, np.ndarray]:
+        if self.lines is None:
+            encoded = self.tok.encode_batch_fast(texts, add_special_tokens=False)
+            return {t: np.asarray(e.ids, dtype=np.int32) for t, e in zip(texts, encoded)}
+        cache, pieces = self.lines, {t: split_lines(t) for t in texts}
+        new = list({line: None for ps in pieces.values() for line in ps if line not in cache})
+        if len(cache) + len(new) > LINE_CACHE:
+            cache.clear()
+            new = list({line: None for ps in pieces.values() for line in ps})
+        for line, e in zip(new, self.tok.encode_batch_fast(new, add_special_tokens=False)):
+            cache[line] = np.asarray(e.ids, dtype=np.int32)
+        empty = np.zeros(0, np.int32)
+        return {t: np.concatenate([cache[line] for line in ps]) if ps else empty for t, ps in pieces.items()}
+
+    def _token_starts(self, text: str, ids: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+        """(tokens, the character offset where each token starts) of a long completion; with the
+        line cache a token is placed at its line's start, which is all a cut at a line needs."""
+        if ids is not None and self.lines is not None:
+            pieces = split_lines(text)
+            offsets = np.cumsum([0] + [len(p) for p in pieces[:-1]])
+            return ids, np.repeat(offsets, [len(self.lines[p]) for p in pieces]).tolist()
+        encoding = self.tok.encode(text, add_special_tokens=False)
+        return np.asarray(encoding.ids, dtype=np.int32), [o[0] for o in encoding.offsets]
 
     def _row(self, parts: list, prompt_len: int, r: dict, license_id: int, source_id: int) -> None:
         task = r["task"]
@@ -142,17 +176,16 @@ class Encoder:
             prompt = prompt[len(prompt) - keep :]
         body = [head, prompt, [self.sep]]
         body_len = len(head) + len(prompt) + 1
-        text = r["completion"]
-        encoding = None
-        if ids is None:  # a long file: its offsets map definition boundaries to tokens
-            encoding = self.tok.encode(text, add_special_tokens=False)
-            ids = np.asarray(encoding.ids, dtype=np.int32)
+        text, bounds = r["completion"], r.get("boundaries")
+        if bounds:  # a long file: token offsets map its definition boundaries to tokens
+            ids, starts = self._token_starts(text, ids)
         budget = self.max - body_len - 1
         if len(ids) <= budget:
             self._row([*body, ids, [self.eos]], body_len, r, license_id, source_id)
             return
-        starts = [o[0] for o in encoding.offsets] if encoding is not None else list(range(len(ids)))
-        cuts, inside = cut_points(starts, line_starts(text, r.get("boundaries", ())) if encoding is not None else [], budget)
+        if not bounds:
+            starts = list(range(len(ids)))
+        cuts, inside = cut_points(starts, line_starts(text, bounds) if bounds else [], budget)
         self.stats["records_split"] += 1
         self.stats["pieces_from_split_records"] += len(cuts)
         self.stats["pieces_cut_inside_a_definition"] += inside
