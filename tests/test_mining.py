@@ -177,6 +177,23 @@ def test_test_generation_pairs_modules_with_tests_describes_and_doctests(project
     assert stats["describe_function_not_found"] == 1  # "missing/3"
 
 
+@pytest.mark.parametrize("pieces", [1, 2, 3])
+def test_a_project_mined_in_pieces_gives_the_same_records(project, pieces):
+    """Preparation mines a big project in chunks of files (each reads the others as context):
+    together they give exactly the records and counts of mining it whole."""
+    whole, whole_stats = mine(project)
+    paths = sorted(project)
+    chunks = [paths[k::pieces] for k in range(pieces)]  # tests and their modules in different chunks
+    parts, part_stats = [], Counter()
+    for chunk in chunks:
+        records, stats = mine(project, emit=set(chunk))
+        parts += records
+        part_stats += stats
+    key = lambda r: sorted((k, str(v)) for k, v in r.items())  # noqa: E731
+    assert sorted(map(key, parts)) == sorted(map(key, whole)) and part_stats == whole_stats
+    assert only(whole, "test_generation", "describe_block")  # the context mattered
+
+
 @pytest.mark.parametrize(
     "lib, test",
     [

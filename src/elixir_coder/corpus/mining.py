@@ -39,7 +39,7 @@ import re
 import textwrap
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 from elixir_coder.corpus.labelers import Labeler, make_labeler
 from elixir_coder.corpus.layout import DESCRIBE_RE, Function, Layout, Module
@@ -62,8 +62,11 @@ def mine_project(
     stats: Counter | None = None,
     classify_max_lines: int = CLASSIFY_MAX_LINES,
     classify_fraction: float = CLASSIFY_FRACTION,
+    emit: Collection[str] | None = None,
 ) -> Iterator[dict]:
-    """Records of all tasks from one project's ``.ex``/``.exs`` files (relative posix path -> text)."""
+    """Records of all tasks from one project's ``.ex``/``.exs`` files (relative posix path -> text).
+    ``emit``: only the records of these files; the project's other source (not test) files are still
+    read as the context a test file is paired with, so a big project can be mined in pieces."""
     if not 0.0 <= classify_fraction <= 1.0:
         raise DataError(f"classify_fraction={classify_fraction}: must be between 0 and 1")
     if classify_max_lines < 1:
@@ -71,14 +74,20 @@ def mine_project(
     stats = stats if stats is not None else Counter()
     labeler = labeler if labeler is not None else make_labeler("detectors")
     layouts: dict[str, Layout] = {}
+    context = emit is None or any(_is_test(path) for path in emit)  # only test files need other files
     for path in sorted(files):
+        mine = emit is None or path in emit
+        if not mine and (_is_test(path) or not context):
+            continue
         if files[path].strip():
             layouts[path] = Layout(files[path])
-        else:
+        elif mine:
             stats["blank_file"] += 1
     modules = {mod.name: (path, mod) for path, lay in layouts.items() if not _is_test(path) for mod in _walk(lay.modules)}
     units: list[tuple[str, str, str]] = []  # (path, kind, text) to classify
     for path, lay in layouts.items():
+        if emit is not None and path not in emit:
+            continue
         stats["unclosed_block"] += lay.unclosed
         stats["doc_without_function"] += lay.unattached_docs
         yield _gen("code_generation", "", files[path], path, "file")

@@ -161,6 +161,11 @@ def _scan(args: tuple[Project, ScanItem, dict, float]) -> tuple[int, list[tuple]
     return item.project, [tuple(r) for r in out], skipped
 
 
+# Source bytes per task of either pass: small enough that a big project (one holds 69% of the
+# Elixir checkout) is spread over all workers, large enough that a task's fixed costs stay small.
+CHUNK_BYTES = 1 << 20
+
+
 def _sampled(key: str, seed: int, rate: float) -> bool:
     if rate >= 1.0:
         return True
@@ -186,6 +191,25 @@ def _scan_items(projects: list[Project], chunk_bytes: int) -> Iterator[tuple[Pro
 
 # -- pass 2: encode ----------------------------------------------------------------------------
 
+def _encode_chunks(project: Project, kept: dict[str, np.ndarray | None]) -> Iterator[list[str] | None]:
+    """The kept files of a project in tasks of about ``CHUNK_BYTES`` of source (None: the whole
+    project in one task); each task still reads the project's other source files as context."""
+    if not kept:
+        return
+    if project.kind != "dir" or project.source_bytes <= CHUNK_BYTES:
+        yield None
+        return
+    chunk, size = [], 0
+    for rel in sorted(kept):
+        chunk.append(rel)
+        size += (Path(project.path) / rel).stat().st_size
+        if size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 @dataclass
 class EncodeItem:
     """One task of the encode pass: a project's kept files, or a batch of ready records."""
@@ -193,6 +217,7 @@ class EncodeItem:
     number: int
     project: Project | None = None
     kept: dict[str, np.ndarray | None] | None = None  # rel -> boundaries (long files only)
+    emit: list[str] | None = None  # the kept files whose records this task writes (None: all)
     records: list[dict] | None = None  # demo records
     jsonl: tuple[str, int, int, int] | None = None  # (file, byte offset, line, record index) of a chunk
     licenses: list[str] | None = None  # the dataset's license names (records may name their own)
@@ -231,9 +256,11 @@ def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tup
         for rel, raw in read_files(item.project, skipped):
             if rel in item.kept:
                 files[rel] = raw.decode("utf-8")
-        records = list(mine_project(files, labeler=_worker["labeler"], stats=mined, **rec["mining"]))
+        emit = set(item.emit) if item.emit is not None else None
+        records = list(mine_project(files, labeler=_worker["labeler"], stats=mined, emit=emit, **rec["mining"]))
         stats.update({f"mining/{k}": v for k, v in mined.items()})
-        long_files = {files[rel]: b.tolist() for rel, b in item.kept.items() if b is not None and rel in files}
+        long_files = {files[rel]: b.tolist() for rel, b in item.kept.items()
+                      if b is not None and rel in files and (emit is None or rel in emit)}
         for r in records:
             r = validate_record(r, f"{item.project.name}/{r.get('source')}: mined record")
             stats[f"records/{r['task']}/{r.get('kind', 'record')}"] += 1
@@ -418,7 +445,7 @@ class Preparation:
     def scan_tasks(self) -> list[tuple]:
         budget = self.rec["tokenizer_sample_mb"] * 1e6
         rate = min(1.0, budget / max(sum(p.source_bytes for p in self.projects), 1) * 1.25)
-        return [(p, item, self.rec, rate) for p, item in _scan_items(self.projects, 1 << 20)]
+        return [(p, item, self.rec, rate) for p, item in _scan_items(self.projects, CHUNK_BYTES)]
 
     def plan(self, scans) -> None:
         """Deduplicate in corpus order (``scans`` in task order), then train the tokenizer."""
@@ -446,7 +473,7 @@ class Preparation:
                     sample.append(text)
                     budget -= len(text)
         named: set[str] = set()
-        self.record_items = list(_record_items(rec, stats, sample, budget, len(self.projects), named))
+        self.record_items = list(_record_items(rec, stats, sample, budget, len(self.project_items()), named))
         self.licenses = sorted(set(self.licenses) | named)
         for item in self.record_items:
             item.license_id = self.licenses.index(DEMO_LICENSE if "demo" in rec["sources"] else "unknown")
@@ -460,13 +487,16 @@ class Preparation:
 
     # -- encode -------------------------------------------------------------------------------
 
+    def project_items(self) -> list[EncodeItem]:
+        """The projects' encode tasks, numbered in corpus order (the order of the shards)."""
+        chunks = [(k, p, emit) for k, p in enumerate(self.projects) for emit in _encode_chunks(p, self.kept[k])]
+        return [EncodeItem(n, project=p, kept=self.kept[k], emit=emit, license_id=self.licenses.index(p.license), source_id=k,
+                           unit_split=split_of(p.name, self.rec) if self.by_project else None)
+                for n, (k, p, emit) in enumerate(chunks)]
+
     def encode_tasks(self) -> list[tuple]:
         """Largest first, so one big project does not start last and hold up the pass alone."""
-        items = [
-            EncodeItem(k, project=p, kept=self.kept[k], license_id=self.licenses.index(p.license), source_id=k,
-                       unit_split=split_of(p.name, self.rec) if self.by_project else None)
-            for k, p in enumerate(self.projects) if self.kept[k]
-        ] + self.record_items
+        items = self.project_items() + self.record_items
         items.sort(key=lambda it: -(it.project.source_bytes if it.project else 0))
         return [(it, str(self.out / "parts"), str(self.out / "tokenizer.json"), self.rec) for it in items]
 

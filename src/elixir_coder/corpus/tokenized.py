@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from elixir_coder.errors import DataError
-from elixir_coder.io import atomic_write, sha256_file
+from elixir_coder.io import atomic_write, default_mode, sha256_file
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
 
 FORMAT_VERSION = 2
@@ -51,48 +51,63 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 def write_shard(out_dir: Path, name: str, tokens: np.ndarray, index: np.ndarray, dtype: np.dtype) -> dict:
     """Write one shard (``{name}.bin`` + ``{name}.idx``) atomically; returns its entry for ``meta.json``."""
-    bin_path, idx_path = out_dir / f"{name}.bin", out_dir / f"{name}.idx"
     tokens = np.ascontiguousarray(tokens, dtype=dtype)
-    with atomic_write(bin_path) as fh:
+    with atomic_write(out_dir / f"{name}.bin") as fh:
         fh.write(HEADER.pack(BIN_MAGIC, FORMAT_VERSION, dtype.itemsize, tokens.size, 0))
         fh.write(memoryview(tokens).cast("B"))
-    with atomic_write(idx_path) as fh:
+    return _finish_shard(out_dir, name, index, tokens.size)
+
+
+def _finish_shard(out_dir: Path, name: str, index: np.ndarray, n_tokens: int) -> dict:
+    """Write the shard's index atomically; its entry for ``meta.json``."""
+    with atomic_write(out_dir / f"{name}.idx") as fh:
         fh.write(HEADER.pack(IDX_MAGIC, FORMAT_VERSION, INDEX_DTYPE.itemsize, len(index), 0))
         fh.write(index.astype(INDEX_DTYPE).tobytes())
     return {
         "name": name,
         "samples": int(len(index)),
-        "tokens": int(tokens.size),
-        "bin_sha256": sha256_file(bin_path),
-        "idx_sha256": sha256_file(idx_path),
+        "tokens": int(n_tokens),
+        "bin_sha256": sha256_file(out_dir / f"{name}.bin"),
+        "idx_sha256": sha256_file(out_dir / f"{name}.idx"),
     }
 
 
 class ShardWriter:
-    """Concatenates parts, in order, into shards of at most ``shard_tokens`` tokens."""
+    """Appends parts, in order, to shards of at most ``shard_tokens`` tokens. Tokens go straight
+    to the open shard file, so memory holds one part and the shard's index, whatever the shard
+    size; the files are written inside a preparation's temp folder, swapped in whole when done."""
 
     def __init__(self, out: Path, split: str, dtype: np.dtype, shard_tokens: int):
         self.out, self.split, self.dtype, self.limit = out, split, dtype, shard_tokens
         self.shards: list[dict] = []
-        self.tokens: list[np.ndarray] = []
         self.index: list[np.ndarray] = []
         self.size = 0
+        self.fh = None
 
     def add(self, tokens: np.ndarray, index: np.ndarray) -> None:
         if self.size and self.size + tokens.size > self.limit:
             self.flush()
+        if self.fh is None:
+            self.fh = open(self.out / f"{self.split}-{len(self.shards):05d}.bin", "wb")
+            os.chmod(self.fh.fileno(), default_mode())
+            self.fh.write(HEADER.pack(BIN_MAGIC, FORMAT_VERSION, self.dtype.itemsize, 0, 0))  # count set at flush
         index = index.copy()
         index["offset"] += self.size
-        self.tokens.append(tokens)
+        self.fh.write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
         self.index.append(index)
         self.size += tokens.size
 
     def flush(self) -> None:
-        if not self.index:
+        if self.fh is None:
             return
+        self.fh.seek(0)
+        self.fh.write(HEADER.pack(BIN_MAGIC, FORMAT_VERSION, self.dtype.itemsize, self.size, 0))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
         name = f"{self.split}-{len(self.shards):05d}"
-        self.shards.append(write_shard(self.out, name, np.concatenate(self.tokens), np.concatenate(self.index), self.dtype))
-        self.tokens, self.index, self.size = [], [], 0
+        self.shards.append(_finish_shard(self.out, name, np.concatenate(self.index), self.size))
+        self.fh, self.index, self.size = None, [], 0
 
 
 def write_split(out_dir: Path, split: str, samples: list[np.ndarray], index: np.ndarray, dtype: np.dtype) -> dict:
