@@ -165,3 +165,32 @@ def test_data_cli_prints_the_report(tmp_path):
         capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert "judge: built-in detectors" in out.stdout and "Sobelow.SQL.Query" in out.stdout
+
+
+def test_rare_rules_draw_from_the_reserve_and_drop_nothing_for_it(demo_sources):
+    from elixir_coder.corpus.pairs import candidates
+
+    plain = demo_sources[:3]
+    router = ('defmodule ShopWeb.Router do\n  use ShopWeb, :router\n\n  pipeline :browser do\n'
+              '    plug :accepts, ["html"]\n    plug :fetch_session\n    plug :protect_from_forgery\n  end\nend\n')
+    routers = [("shop", router), ("blog", router.replace("Shop", "Blog"))]
+    csrf = ["Sobelow.Config.CSRF"]
+    alone, drops = candidates(plain, csrf, min_pairs=2, max_variants=2)
+    assert alone == [] and drops[("Sobelow.Config.CSRF", "no site or not confirmed")] == 3
+    more, more_drops = candidates(plain, csrf, min_pairs=2, max_variants=2, reserve=routers)
+    assert len(more) == 2 and {c.source for c in more} <= {n for n, _ in routers}
+    assert more_drops == drops  # reserve modules without a site are no drops
+
+
+def test_module_doc_and_module_name_injections_leave_no_side_finding():
+    from elixir_coder.corpus.rules import QUALITY_INJECTORS
+
+    doc = ('defmodule Old.Thing do\n  @moduledoc "Old."\n  @moduledoc deprecated: "Use New.Thing"\n\n'
+           '  def run(x), do: x\nend\n')
+    bad = QUALITY_INJECTORS["Credo.Check.Readability.ModuleDoc"](doc, 0)
+    assert "@moduledoc" not in bad  # a second @moduledoc (since:/deprecated:) also documents the module
+    errors = ('defmodule Shop.OrderMissingError do\n  @moduledoc "Raised."\n  defexception [:id]\nend\n\n'
+              'defmodule ShopCart.LineItem do\n  @moduledoc "Items."\n  def run(x), do: x\nend\n')
+    for seed in range(8):
+        renamed = QUALITY_INJECTORS["Credo.Check.Readability.ModuleNames"](errors, seed)
+        assert "Shop.OrderMissingError" in renamed and "ShopCart.LineItem" not in renamed

@@ -237,18 +237,26 @@ def _doc_exempt(src: Source, m: Module) -> bool:
     return False
 
 
+def _defines_exception(src: Source, m: Module) -> bool:
+    return any(src.is_word(k, "defexception") and src.module_of(k) is m for k in range(m.do_at, m.end_at))
+
+
 def inject_module_names(code: str, rng: RngLike) -> str | None:
     """Spell one part of a module name with an underscore (``Web_searchController``), which
-    Credo ``Readability.ModuleNames`` rejects (parts must match ``^[A-Z][a-zA-Z0-9]*$``)."""
+    Credo ``Readability.ModuleNames`` rejects (parts must match ``^[A-Z][a-zA-Z0-9]*$``).
+    Exception modules keep their names."""
     start = _start(code, rng)
     if start is None:
         return None
     rng, src, _ = start
     options = []
-    for m in src.modules:
-        if src.t[m.at + 1].kind != "alias":
-            continue
+    named = [m for m in src.modules if src.t[m.at + 1].kind == "alias"]
+    # Renaming an exception module (or the namespace it sits in) also trips ``Consistency.ExceptionNames``.
+    exceptions = [e for e in src.modules if _defines_exception(src, e)]
+    for m in named:
         parts, _ = src.alias_chain(m.at + 1)
+        if any(m.at <= e.at < m.end_at or src.alias_chain(e.at + 1)[0][: len(parts)] == parts for e in exceptions):
+            continue
         ignored = _doc_exempt(src, m)
         for i, part in enumerate(parts):
             words = _words(part)
@@ -277,7 +285,7 @@ def inject_module_names(code: str, rng: RngLike) -> str | None:
 
 
 def inject_module_doc(code: str, rng: RngLike) -> str | None:
-    """Drop the ``@moduledoc`` of a module Credo ``Readability.ModuleDoc`` checks (not matched by its
+    """Drop the ``@moduledoc`` attributes of a module Credo ``Readability.ModuleDoc`` checks (not matched by its
     default ``ignore_names``/``ignore_modules_using``, not an exception module)."""
     start = _start(code, rng)
     if start is None:
@@ -289,18 +297,22 @@ def inject_module_doc(code: str, rng: RngLike) -> str | None:
         if any(o.do_at < m.at < o.end_at for o in ignored) or _doc_exempt(src, m):
             ignored.append(m)
             continue
-        if any(src.is_word(k, "defexception") and src.module_of(k) is m for k in range(m.do_at, m.end_at)):
+        if _defines_exception(src, m):
             continue
-        for k in range(m.do_at + 1, m.end_at):
-            if src.t[k].text == "@" and src.t[k + 1].text == "moduledoc" and src.module_of(k) is m:
-                options.append((_line_of(src, k), _end_line_of(src, src.expr_end(k))))
-                break
+        # Every ``@moduledoc`` of the module: ``@moduledoc since: ...`` or ``deprecated: ...`` beside
+        # the text is one too, and Credo counts the module as documented while any is left.
+        docs = [(_line_of(src, k), _end_line_of(src, src.expr_end(k))) for k in range(m.do_at + 1, m.end_at)
+                if src.t[k].text == "@" and src.t[k + 1].text == "moduledoc" and src.module_of(k) is m]
+        if docs:
+            options.append(docs)
     if not options:
         return None
-    a, b = rng.choice(options)
-    if b + 1 < len(lines) and not lines[b + 1].strip():
-        b += 1
-    return _join(lines[:a] + lines[b + 1 :])
+    drop = set()
+    for a, b in rng.choice(options):
+        if b + 1 < len(lines) and not lines[b + 1].strip():
+            b += 1
+        drop.update(range(a, b + 1))
+    return _join([line for i, line in enumerate(lines) if i not in drop])
 
 
 def inject_alias_order(code: str, rng: RngLike) -> str | None:
