@@ -195,3 +195,15 @@ def test_module_doc_and_module_name_injections_leave_no_side_finding():
     for seed in range(8):
         renamed = QUALITY_INJECTORS["Credo.Check.Readability.ModuleNames"](errors, seed)
         assert "Shop.OrderMissingError" in renamed and "ShopCart.LineItem" not in renamed
+
+
+def test_alias_order_builds_a_group_from_the_modules_it_calls():
+    from elixir_coder.corpus.rules import QUALITY_INJECTORS
+
+    code = ('defmodule Shop.Report do\n  @moduledoc "Report."\n\n  def run(rows) do\n'
+            '    rows |> Shop.Orders.Totals.sum() |> Shop.Billing.Invoice.format()\n  end\nend\n')
+    clean, bad = QUALITY_INJECTORS["Credo.Check.Readability.AliasOrder"](code, 0)
+    assert "  alias Shop.Billing.Invoice\n  alias Shop.Orders.Totals\n" in clean  # in order on the clean side
+    assert "rows |> Totals.sum() |> Invoice.format()" in clean
+    assert bad == clean.replace("alias Shop.Billing.Invoice\n  alias Shop.Orders.Totals",
+                                "alias Shop.Orders.Totals\n  alias Shop.Billing.Invoice")

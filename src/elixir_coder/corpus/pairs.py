@@ -62,8 +62,8 @@ def inject_pair(code: str, label: str, rng: RngLike = None, parser: ElixirParser
     parser = parser or shared_parser()
     for _ in range(attempts):
         if label in QUALITY_INJECTORS:
-            bad = QUALITY_INJECTORS[label](code, rng)
-            out = None if bad is None else (code, bad)
+            bad = QUALITY_INJECTORS[label](code, rng)  # the violating code, or a built (clean, violating) twin
+            out = None if bad is None else bad if isinstance(bad, tuple) else (code, bad)
         else:
             out = SECURITY_INJECTORS[label](code, rng)
         if out is None:
