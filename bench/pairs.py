@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from elixir_coder.corpus.parser import ElixirParser
@@ -172,7 +173,11 @@ def _pairs_from(args) -> list[tuple[str, str, str]]:
     start = time.perf_counter()
     kept, cands, drops = make_pairs(sources, seed=0, variants=args.variants, tool=tool, min_pairs=args.min_pairs,
                                     max_variants=args.max_variants, reserve=every)
-    print(f"{len(sources)} anchors, {len(cands)} candidates, {len(kept)} pairs kept in {time.perf_counter() - start:.0f} s")
+    names = {name for name, _ in sources}
+    extra = Counter(r.get("rule") or r["sobelow_check"] for r in kept if r["source"] not in names)
+    print(f"{len(sources)} anchors, {len(cands)} candidates, {len(kept)} pairs kept in {time.perf_counter() - start:.0f} s; "
+          f"from modules beyond the anchors (rules short of --min-pairs): "
+          + (", ".join(f"{rule.rsplit('.', 1)[-1]} {n}" for rule, n in sorted(extra.items())) or "none"))
     print(format_report(cands, kept, drops, tool is not None))
     return [(r.get("rule") or r["sobelow_check"], r.get("clean_code") or r["secure_code"],
              r.get("violating_code") or r["vulnerable_code"]) for r in kept]
