@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from elixir_coder.corpus.parser import ElixirParser
@@ -131,8 +132,8 @@ def baseline_rate(executable: str, snippets: list[str]) -> float:
     return len(snippets) / (time.perf_counter() - start)
 
 
-def _sources(args) -> list[tuple[str, str]]:
-    """Clean anchors: whole .ex files of --source-dir that parse with the real parser (read, never
+def _sources(args) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Clean anchors and every candidate module (the reserve for rare rules): whole .ex files of --source-dir that parse with the real parser (read, never
     run), or the demo corpus's training modules (routers included) as `elixir-data pairs` takes them."""
     from elixir_coder.corpus.pairs import clean_sources
 
@@ -151,7 +152,7 @@ def _sources(args) -> list[tuple[str, str]]:
 
         records = load_records(recipe(jsonl=None, source_dir=None, vocab_size=8192, val_fraction=0.1, seed=0,
                                       demo_modules=320, max_sample_tokens=2048))
-    return clean_sources(records, args.anchors or None)
+    return clean_sources(records, args.anchors or None), clean_sources(records)
 
 
 def _pairs_from(args) -> list[tuple[str, str, str]]:
@@ -168,10 +169,15 @@ def _pairs_from(args) -> list[tuple[str, str, str]]:
     from elixir_coder.corpus.pairs import format_report, make_pairs
 
     tool = None if args.judge == "builtin" else Judge.find(required=args.judge == "tools")
-    sources = _sources(args)
+    sources, every = _sources(args)
     start = time.perf_counter()
-    kept, cands, drops = make_pairs(sources, seed=0, variants=args.variants, tool=tool, min_pairs=args.min_pairs)
-    print(f"{len(sources)} anchors, {len(cands)} candidates, {len(kept)} pairs kept in {time.perf_counter() - start:.0f} s")
+    kept, cands, drops = make_pairs(sources, seed=0, variants=args.variants, tool=tool, min_pairs=args.min_pairs,
+                                    max_variants=args.max_variants, reserve=every)
+    names = {name for name, _ in sources}
+    extra = Counter(r.get("rule") or r["sobelow_check"] for r in kept if r["source"] not in names)
+    print(f"{len(sources)} anchors, {len(cands)} candidates, {len(kept)} pairs kept in {time.perf_counter() - start:.0f} s; "
+          f"from modules beyond the anchors (rules short of --min-pairs): "
+          + (", ".join(f"{rule.rsplit('.', 1)[-1]} {n}" for rule, n in sorted(extra.items())) or "none"))
     print(format_report(cands, kept, drops, tool is not None))
     return [(r.get("rule") or r["sobelow_check"], r.get("clean_code") or r["secure_code"],
              r.get("violating_code") or r["vulnerable_code"]) for r in kept]
@@ -200,6 +206,7 @@ def main() -> None:
                         help="probe: who keeps a pair (tools = the real Credo/Sobelow, $CREDO/$SOBELOW or PATH)")
     parser.add_argument("--variants", type=int, default=1)
     parser.add_argument("--min-pairs", type=int, default=20)
+    parser.add_argument("--max-variants", type=int, default=8, help="variants per anchor for rules short of --min-pairs")
     parser.add_argument("--snippets", type=int, default=1000)
     parser.add_argument("--baseline", type=int, default=10, help="snippets for the per-process baseline")
     parser.add_argument("--rounds", type=int, default=3, help="parse_many rounds; the best is reported")

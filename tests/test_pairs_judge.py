@@ -137,10 +137,11 @@ def test_judge_maps_findings_back_and_ignores_copies_in_other_files():
             "    |> Enum.take(Keyword.get(opts, :limit, 10))\n  end\n")
     one = f'defmodule C.D do\n  @moduledoc "x"\n\n{body}end\n'
     twice = f'defmodule E.F do\n  @moduledoc "x"\n\n{body}\n{body.replace("def run(", "def run_again(")}end\n'
-    found = TOOLS.credo([clean, inspect, one, twice], groups=["a", "b", "c", "c"])
+    found = TOOLS.credo([clean, inspect, one, twice, twice.replace("E.F", "K.L")], groups=["a", "b", "c", "c", "d"])
     assert found[0] == {} and found[1]["Credo.Check.Warning.IoInspect"] == 1
     assert "Credo.Check.Design.DuplicatedCode" not in found[2]  # its copy lives in another file
-    assert found[3]["Credo.Check.Design.DuplicatedCode"] >= 1
+    # two modules with the same copied function: each still reports its own copy
+    assert found[3]["Credo.Check.Design.DuplicatedCode"] >= 1 and found[4]["Credo.Check.Design.DuplicatedCode"] >= 1
     sql = ('defmodule G.H do\n  alias G.Repo\n\n  def find(id), do: Repo.query("SELECT * FROM t WHERE id = #{id}")\nend\n')
     assert TOOLS.sobelow([clean, sql]) == [{}, {"Sobelow.SQL.Query": 1}]
 
@@ -165,3 +166,44 @@ def test_data_cli_prints_the_report(tmp_path):
         capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert "judge: built-in detectors" in out.stdout and "Sobelow.SQL.Query" in out.stdout
+
+
+def test_rare_rules_draw_from_the_reserve_and_drop_nothing_for_it(demo_sources):
+    from elixir_coder.corpus.pairs import candidates
+
+    plain = demo_sources[:3]
+    router = ('defmodule ShopWeb.Router do\n  use ShopWeb, :router\n\n  pipeline :browser do\n'
+              '    plug :accepts, ["html"]\n    plug :fetch_session\n    plug :protect_from_forgery\n  end\nend\n')
+    routers = [("shop", router), ("blog", router.replace("Shop", "Blog"))]
+    csrf = ["Sobelow.Config.CSRF"]
+    alone, drops = candidates(plain, csrf, min_pairs=2, max_variants=2)
+    assert alone == [] and drops[("Sobelow.Config.CSRF", "no site or not confirmed")] == 3
+    more, more_drops = candidates(plain, csrf, min_pairs=2, max_variants=2, reserve=routers)
+    assert len(more) == 2 and {c.source for c in more} <= {n for n, _ in routers}
+    assert more_drops == drops  # reserve modules without a site are no drops
+
+
+def test_module_doc_and_module_name_injections_leave_no_side_finding():
+    from elixir_coder.corpus.rules import QUALITY_INJECTORS
+
+    doc = ('defmodule Old.Thing do\n  @moduledoc "Old."\n  @moduledoc deprecated: "Use New.Thing"\n\n'
+           '  def run(x), do: x\nend\n')
+    bad = QUALITY_INJECTORS["Credo.Check.Readability.ModuleDoc"](doc, 0)
+    assert "@moduledoc" not in bad  # a second @moduledoc (since:/deprecated:) also documents the module
+    errors = ('defmodule Shop.OrderMissingError do\n  @moduledoc "Raised."\n  defexception [:id]\nend\n\n'
+              'defmodule ShopCart.LineItem do\n  @moduledoc "Items."\n  def run(x), do: x\nend\n')
+    for seed in range(8):
+        renamed = QUALITY_INJECTORS["Credo.Check.Readability.ModuleNames"](errors, seed)
+        assert "Shop.OrderMissingError" in renamed and "ShopCart.LineItem" not in renamed
+
+
+def test_alias_order_builds_a_group_from_the_modules_it_calls():
+    from elixir_coder.corpus.rules import QUALITY_INJECTORS
+
+    code = ('defmodule Shop.Report do\n  @moduledoc "Report."\n\n  def run(rows) do\n'
+            '    rows |> Shop.Orders.Totals.sum() |> Shop.Billing.Invoice.format()\n  end\nend\n')
+    clean, bad = QUALITY_INJECTORS["Credo.Check.Readability.AliasOrder"](code, 0)
+    assert "  alias Shop.Billing.Invoice\n  alias Shop.Orders.Totals\n" in clean  # in order on the clean side
+    assert "rows |> Totals.sum() |> Invoice.format()" in clean
+    assert bad == clean.replace("alias Shop.Billing.Invoice\n  alias Shop.Orders.Totals",
+                                "alias Shop.Orders.Totals\n  alias Shop.Billing.Invoice")

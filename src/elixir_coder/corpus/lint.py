@@ -9,8 +9,8 @@ Credo runs once with its shipped default configuration over all snippets (the Co
 checks then compare each snippet with the batch, as they compare a file with its project), and
 then with ``Design.DuplicatedCode`` alone over the snippets asked for, in rounds that hold at most
 one snippet of each ``group`` (the variants of one anchor, whose shared code would otherwise
-count as duplicated); a DuplicatedCode finding counts only when the copy it names is in the same
-file.
+count as duplicated) and no two snippets sharing lines; a DuplicatedCode finding counts only when
+the copy it names is in the same file.
 """
 
 from __future__ import annotations
@@ -92,6 +92,14 @@ def _index(filename: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def _shingles(code: str, width: int = 3) -> set[tuple[str, ...]]:
+    """Runs of ``width`` non-blank lines (stripped): snippets sharing one may share a subtree as
+    large as a copied function, and Credo would then report the copy across files (naming the two
+    files) instead of the copy inside one, so they go to different DuplicatedCode rounds."""
+    lines = [line.strip() for line in code.splitlines() if line.strip() not in ("", "end")]
+    return {tuple(lines[i : i + width]) for i in range(len(lines) - width + 1)}
+
+
 class Judge:
     """Findings of the real tools for many snippets: ``credo(codes, groups)`` and ``sobelow(codes)``
     return one ``Counter`` of check names per snippet (Credo check modules as Credo names them,
@@ -125,24 +133,27 @@ class Judge:
     def credo(self, codes: Sequence[str], groups: Sequence[object] | None = None,
               duplicates: Sequence[bool] | None = None) -> list[Counter]:
         """Credo findings per snippet; DuplicatedCode only for the snippets ``duplicates`` marks
-        (all by default), each round holding at most one snippet per group."""
+        (all by default), each round holding at most one snippet per group and no two that share
+        code (:func:`_shingles`)."""
         out = [Counter() for _ in codes]
         if not codes:
             return out
         self._credo_run(dict(enumerate(codes)), CREDO_CONFIG, out)
         groups = list(groups) if groups is not None else list(range(len(codes)))
         wanted = list(duplicates) if duplicates is not None else [True] * len(codes)
-        rounds: list[dict[int, str]] = []
-        slot: Counter = Counter()
+        rounds: list[tuple[dict[int, str], set, set]] = []  # (snippets, their groups, their shingles)
         for i, (code, group) in enumerate(zip(codes, groups)):
             if not wanted[i]:
                 continue
-            r = slot[group]
-            slot[group] += 1
-            if r == len(rounds):
-                rounds.append({})
-            rounds[r][i] = code
-        for batch in rounds:
+            shingles = _shingles(code)
+            free = next((r for r in rounds if group not in r[1] and not shingles & r[2]), None)
+            if free is None:
+                free = ({}, set(), set())
+                rounds.append(free)
+            free[0][i] = code
+            free[1].add(group)
+            free[2].update(shingles)
+        for batch, _, _ in rounds:
             self._credo_run(batch, CREDO_DUPLICATES_CONFIG, out)
         return out
 

@@ -62,8 +62,8 @@ def inject_pair(code: str, label: str, rng: RngLike = None, parser: ElixirParser
     parser = parser or shared_parser()
     for _ in range(attempts):
         if label in QUALITY_INJECTORS:
-            bad = QUALITY_INJECTORS[label](code, rng)
-            out = None if bad is None else (code, bad)
+            bad = QUALITY_INJECTORS[label](code, rng)  # the violating code, or a built (clean, violating) twin
+            out = None if bad is None else bad if isinstance(bad, tuple) else (code, bad)
         else:
             out = SECURITY_INJECTORS[label](code, rng)
         if out is None:
@@ -100,23 +100,32 @@ class Candidate:
 
 
 def candidates(sources: list[tuple[str, str]], labels=LABELS, seed: int = 0, variants: int = 1, parser=None,
-               confirm: bool = True, min_pairs: int = 0, max_variants: int = 8) -> tuple[list[Candidate], Counter]:
+               confirm: bool = True, min_pairs: int | dict[str, int] = 0, max_variants: int = 8,
+               reserve: list[tuple[str, str]] = (), memo: dict | None = None) -> tuple[list[Candidate], Counter]:
     """Injected pairs for every anchor and label, up to ``variants`` distinct ones each; rules with
-    fewer than ``min_pairs`` get further variants (up to ``max_variants``). Returns the candidates
-    and the drops counted by ``(rule, reason)``."""
+    fewer than ``min_pairs`` get further variants (up to ``max_variants``), then draw from the
+    ``reserve`` modules (the corpus beyond the chosen anchors) until they have ``min_pairs``: a rule
+    whose site few modules have (a router's CSRF plug, an alias group) is still represented.
+    ``min_pairs`` may be given per rule; ``memo`` keeps the draws for a later call. Returns the candidates and the drops counted by ``(rule, reason)``."""
     parser = parser or shared_parser()
     out: list[Candidate] = []
     drops: Counter = Counter()
     seen: set[tuple[str, str]] = set()
     per_rule: Counter = Counter()
 
-    def draw(v: int, label: str, source: str, code: str) -> None:
-        got = inject_pair(code, label, random.Random(f"{seed}:{source}:{label}:{v}"), parser, confirm=confirm)
+    def draw(v: int, label: str, source: str, code: str, counted: bool = True) -> None:
+        key = (source, label, v)
+        if memo is not None and key in memo:
+            got = memo[key]
+        else:
+            got = inject_pair(code, label, random.Random(f"{seed}:{source}:{label}:{v}"), parser, confirm=confirm)
+            if memo is not None:
+                memo[key] = got
         if got is None:
-            if v == 0:  # later draws are extra variants: their absence drops nothing
+            if v == 0 and counted:  # later draws and reserve modules are extras: their absence drops nothing
                 drops[(label, "no site or not confirmed")] += 1
         elif (got[1], label) in seen:
-            if v < variants:
+            if v < variants and counted:
                 drops[(label, "duplicate variant")] += 1
         else:
             seen.add((got[1], label))
@@ -127,12 +136,19 @@ def candidates(sources: list[tuple[str, str]], labels=LABELS, seed: int = 0, var
         for source, code in sources:
             for label in labels:
                 draw(v, label, source, code)
+    want = min_pairs if isinstance(min_pairs, dict) else dict.fromkeys(labels, min_pairs)
     for v in range(variants, max_variants):
-        short = [label for label in labels if per_rule[label] < min_pairs]
+        short = [label for label in labels if per_rule[label] < want[label]]
         for source, code in sources:
             for label in short:
-                if per_rule[label] < min_pairs:
+                if per_rule[label] < want[label]:
                     draw(v, label, source, code)
+    for v in range(max_variants):  # reserve modules: extra anchors, so their absence drops nothing
+        short = [label for label in labels if per_rule[label] < want[label]]
+        for source, code in reserve:
+            for label in short:
+                if per_rule[label] < want[label]:
+                    draw(v, label, source, code, counted=False)
     return out, drops
 
 
@@ -183,16 +199,13 @@ def _record(c: Candidate, found: dict[str, Counter]) -> dict:
             "cwe_id": SECURITY_CWE[c.rule], "sobelow_check": c.rule, "labels": labels, "source": c.source}
 
 
-def make_pairs(sources: list[tuple[str, str]], seed: int = 0, variants: int = 1, tool: Judge | None = None,
-               parser=None, min_pairs: int = 0, labels=LABELS) -> tuple[list[dict], list[Candidate], Counter]:
-    """Pair records kept by the judge (real tools when ``tool`` is given), all candidates with their
-    verdicts, and the drops counted by ``(rule or "anchor", reason)``."""
-    parser = parser or shared_parser()
-    drops: Counter = Counter()
+def _clean_anchors(sources: list[tuple[str, str]], tool: Judge | None, drops: Counter, kind: str = "anchor") -> dict[str, str]:
+    """The ``sources`` neither the built-in detectors nor (with ``tool``) the real tools flag for a
+    labelled rule; the others are counted in ``drops`` under ``kind``."""
     anchors = {}
     for source, code in sources:
         if detect_quality(code) or detect_security(code):
-            drops[("anchor", "built-in detectors report a rule")] += 1
+            drops[(kind, "built-in detectors report a rule")] += 1
         else:
             anchors[source] = code
     if tool is not None and anchors:  # only code the real tools find clean anchors a pair
@@ -200,28 +213,69 @@ def make_pairs(sources: list[tuple[str, str]], seed: int = 0, variants: int = 1,
         texts = [anchors[n] for n in names]
         for name, credo, sobelow in zip(names, tool.credo(texts), tool.sobelow(texts)):
             if set(credo + sobelow) & set(LABELS):
-                drops[("anchor", "Credo/Sobelow report a labelled rule")] += 1
+                drops[(kind, "Credo/Sobelow report a labelled rule")] += 1
                 del anchors[name]
-    cands, cand_drops = candidates(list(anchors.items()), labels, seed, variants, parser, confirm=tool is None,
-                                   min_pairs=min_pairs)
-    drops.update(cand_drops)
+    return anchors
+
+
+def _verdict_reason(v: dict) -> str | None:
+    return ("rule not reported on the violating side" if not v["bad"] else
+            "rule reported on the clean side" if v["clean"] else
+            "violating side adds other findings" if v["extra"] else None)
+
+
+def make_pairs(sources: list[tuple[str, str]], seed: int = 0, variants: int = 1, tool: Judge | None = None,
+               parser=None, min_pairs: int = 0, labels=LABELS, max_variants: int = 8,
+               reserve: list[tuple[str, str]] = ()) -> tuple[list[dict], list[Candidate], Counter]:
+    """Pair records kept by the judge (real tools when ``tool`` is given), all candidates with their
+    verdicts, and the drops counted by ``(rule or "anchor", reason)``. ``reserve``: further modules
+    for rules left under ``min_pairs`` (see :func:`candidates`); those a rule draws from are checked
+    like the anchors (counted as ``reserve``). Judged in rounds: a rule the judge leaves under
+    ``min_pairs`` draws as many more candidates as it lost, until it has them or has no more."""
+    parser = parser or shared_parser()
+    drops: Counter = Counter()
+    anchors = _clean_anchors(sources, None, drops)
+    spare = [(n, c) for n, c in reserve if n not in anchors and n not in dict(sources)]
+    random.Random(f"{seed}:reserve").shuffle(spare)  # spread over the corpus, not its first folders
+    spare = list(_clean_anchors(spare, None, Counter()).items())
+    if tool is not None and anchors:
+        anchors = _clean_anchors(list(anchors.items()), tool, drops)
+    want = dict.fromkeys(labels, min_pairs)
+    judged: dict[tuple[str, str], Candidate] = {}
+    checked: dict[str, bool] = dict.fromkeys(anchors, True)  # reserve modules: clean by the tools?
     views: dict[str, str] = {}
-    for c in cands:
-        if c.clean not in views:
-            view = positive_view(c.clean, random.Random(f"{seed}:{c.source}:view"))
-            views[c.clean] = view if parser.parse(view).ok else c.clean
-        c.positive = views[c.clean]
-    found = judge(cands, tool)
+    found: dict[str, Counter] = {}
+    memo: dict = {}
+    while True:
+        cands, cand_drops = candidates(list(anchors.items()), labels, seed, variants, parser, confirm=tool is None,
+                                       min_pairs=want, max_variants=max_variants, reserve=spare, memo=memo)
+        fresh = sorted({c.source for c in cands} - set(checked))
+        if fresh:
+            ok = _clean_anchors([(n, dict(spare)[n]) for n in fresh], tool, drops, "reserve")
+            checked.update((n, n in ok) for n in fresh)
+        cands = [judged.get((c.rule, c.bad), c) for c in cands if checked[c.source]]
+        new = [c for c in cands if (c.rule, c.bad) not in judged]
+        for c in new:
+            if c.clean not in views:
+                view = positive_view(c.clean, random.Random(f"{seed}:{c.source}:view"))
+                views[c.clean] = view if parser.parse(view).ok else c.clean
+            c.positive = views[c.clean]
+        found.update(judge(new, tool))
+        judged.update(((c.rule, c.bad), c) for c in new)
+        made, good = Counter(c.rule for c in cands), Counter(c.rule for c in cands if _verdict_reason(c.verdict) is None)
+        short = {r: min_pairs - good[r] for r in labels if good[r] < min_pairs and made[r] >= want[r]}
+        if not short or not new:
+            break
+        for r, missing in short.items():
+            want[r] += missing
+    drops.update(cand_drops)
     kept = []
     for c in cands:
-        v = c.verdict
-        reason = ("rule not reported on the violating side" if not v["bad"] else
-                  "rule reported on the clean side" if v["clean"] else
-                  "violating side adds other findings" if v["extra"] else None)
+        reason = _verdict_reason(c.verdict)
         if reason:
             drops[(c.rule, reason)] += 1
             continue
-        if not v["positive_clean"]:
+        if not c.verdict["positive_clean"]:
             c.positive = c.clean  # a view the tools flag is no positive; the anchor itself stands in
             drops[(c.rule, "positive view replaced (tools flag it)")] += 1
         kept.append(_record(c, found))
@@ -333,12 +387,13 @@ def clean_sources(records: list[dict], limit: int | None = None) -> list[tuple[s
 def prepare_pairs(records: list[dict], quality_path, security_path, seed: int = 0, variants: int = 1,
                   max_anchors: int | None = None, judge: str = "auto", credo: str | None = None,
                   sobelow: str | None = None, min_pairs: int = 0, report: bool = False,
-                  log=print) -> tuple[list[dict], list[dict]]:
+                  log=print, max_variants: int = 8) -> tuple[list[dict], list[dict]]:
     """Write both pair files from the corpus's clean modules (``elixir-data pairs``). ``judge``:
     ``auto`` (the real tools when both are found, else the built-in detectors), ``tools`` (require
-    them) or ``builtin``."""
+    them) or ``builtin``. Rules short of ``min_pairs`` draw from the modules beyond ``max_anchors``."""
     from elixir_coder.corpus.records import write_jsonl
 
+    every = clean_sources(records)
     sources = clean_sources(records, max_anchors)
     if not sources:
         raise DataError("no contrastive pairs: the corpus has no whole-module code_generation records "
@@ -348,7 +403,8 @@ def prepare_pairs(records: list[dict], quality_path, security_path, seed: int = 
     tool = None if judge == "builtin" else Judge.find(credo, sobelow, required=judge == "tools")
     log(f"Generating contrastive pairs from {len(sources)} clean modules into {quality_path} and {security_path} "
         f"(judge: {'Credo/Sobelow' if tool else 'built-in detectors'}) ...")
-    kept, cands, drops = make_pairs(sources, seed, variants, tool, min_pairs=min_pairs)
+    kept, cands, drops = make_pairs(sources, seed, variants, tool, min_pairs=min_pairs, max_variants=max_variants,
+                                    reserve=every)
     quality = [r for r in kept if "rule" in r]
     security = [r for r in kept if "sobelow_check" in r]
     write_jsonl(quality_path, quality)

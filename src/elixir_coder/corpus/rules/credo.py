@@ -23,6 +23,7 @@ from elixir_coder.corpus.rules.text import (
     _is_callback,
     _join,
     _line_of,
+    _lines,
     _main_module,
     _module_kind,
     _multiline_string_lines,
@@ -237,18 +238,26 @@ def _doc_exempt(src: Source, m: Module) -> bool:
     return False
 
 
+def _defines_exception(src: Source, m: Module) -> bool:
+    return any(src.is_word(k, "defexception") and src.module_of(k) is m for k in range(m.do_at, m.end_at))
+
+
 def inject_module_names(code: str, rng: RngLike) -> str | None:
     """Spell one part of a module name with an underscore (``Web_searchController``), which
-    Credo ``Readability.ModuleNames`` rejects (parts must match ``^[A-Z][a-zA-Z0-9]*$``)."""
+    Credo ``Readability.ModuleNames`` rejects (parts must match ``^[A-Z][a-zA-Z0-9]*$``).
+    Exception modules keep their names."""
     start = _start(code, rng)
     if start is None:
         return None
     rng, src, _ = start
     options = []
-    for m in src.modules:
-        if src.t[m.at + 1].kind != "alias":
-            continue
+    named = [m for m in src.modules if src.t[m.at + 1].kind == "alias"]
+    # Renaming an exception module (or the namespace it sits in) also trips ``Consistency.ExceptionNames``.
+    exceptions = [e for e in src.modules if _defines_exception(src, e)]
+    for m in named:
         parts, _ = src.alias_chain(m.at + 1)
+        if any(m.at <= e.at < m.end_at or src.alias_chain(e.at + 1)[0][: len(parts)] == parts for e in exceptions):
+            continue
         ignored = _doc_exempt(src, m)
         for i, part in enumerate(parts):
             words = _words(part)
@@ -277,7 +286,7 @@ def inject_module_names(code: str, rng: RngLike) -> str | None:
 
 
 def inject_module_doc(code: str, rng: RngLike) -> str | None:
-    """Drop the ``@moduledoc`` of a module Credo ``Readability.ModuleDoc`` checks (not matched by its
+    """Drop the ``@moduledoc`` attributes of a module Credo ``Readability.ModuleDoc`` checks (not matched by its
     default ``ignore_names``/``ignore_modules_using``, not an exception module)."""
     start = _start(code, rng)
     if start is None:
@@ -289,23 +298,28 @@ def inject_module_doc(code: str, rng: RngLike) -> str | None:
         if any(o.do_at < m.at < o.end_at for o in ignored) or _doc_exempt(src, m):
             ignored.append(m)
             continue
-        if any(src.is_word(k, "defexception") and src.module_of(k) is m for k in range(m.do_at, m.end_at)):
+        if _defines_exception(src, m):
             continue
-        for k in range(m.do_at + 1, m.end_at):
-            if src.t[k].text == "@" and src.t[k + 1].text == "moduledoc" and src.module_of(k) is m:
-                options.append((_line_of(src, k), _end_line_of(src, src.expr_end(k))))
-                break
+        # Every ``@moduledoc`` of the module: ``@moduledoc since: ...`` or ``deprecated: ...`` beside
+        # the text is one too, and Credo counts the module as documented while any is left.
+        docs = [(_line_of(src, k), _end_line_of(src, src.expr_end(k))) for k in range(m.do_at + 1, m.end_at)
+                if src.t[k].text == "@" and src.t[k + 1].text == "moduledoc" and src.module_of(k) is m]
+        if docs:
+            options.append(docs)
     if not options:
         return None
-    a, b = rng.choice(options)
-    if b + 1 < len(lines) and not lines[b + 1].strip():
-        b += 1
-    return _join(lines[:a] + lines[b + 1 :])
+    drop = set()
+    for a, b in rng.choice(options):
+        if b + 1 < len(lines) and not lines[b + 1].strip():
+            b += 1
+        drop.update(range(a, b + 1))
+    return _join([line for i, line in enumerate(lines) if i not in drop])
 
 
 def inject_alias_order(code: str, rng: RngLike) -> str | None:
     """Swap two neighbouring aliases of a group (or two names inside ``alias A.{B, C}``) so the group
-    is no longer alphabetical, as Credo ``Readability.AliasOrder`` requires."""
+    is no longer alphabetical, as Credo ``Readability.AliasOrder`` requires. A module without a group
+    gets one from the nested modules it calls (a ``(clean, violating)`` twin, see ``_alias_group``)."""
     start = _start(code, rng)
     if start is None:
         return None
@@ -320,7 +334,7 @@ def inject_alias_order(code: str, rng: RngLike) -> str | None:
         if len(inner) >= 2 and len(set(lowered)) == len(lowered):
             options.append(("inner", line, inner))
     if not options:
-        return None
+        return _alias_group(code, src, lines, rng)
     kind, a, b = rng.choice(options)
     if kind == "swap":
         lines[a], lines[b] = lines[b], lines[a]
@@ -330,3 +344,66 @@ def inject_alias_order(code: str, rng: RngLike) -> str | None:
     names[i], names[i + 1] = names[i + 1], names[i]
     lines[a] = re.sub(r"\{[^}]*\}", "{" + ", ".join(names) + "}", lines[a], count=1)
     return _join(lines)
+
+
+def _alias_group(code: str, src: Source, lines: list[str], rng: random.Random) -> tuple[str, str] | None:
+    """``(clean, violating)``: two or three of the nested modules the main module calls fully
+    qualified (``Mix.Project.config()``) get aliases and are called by their last part on both
+    sides; the clean side lists the aliases in order, the violating side swaps two of them."""
+    m = _main_module(src)
+    if m is None:
+        return None
+    at = _line_of(src, m.do_at) + 1
+    for k in range(m.do_at + 1, m.end_at):
+        if src.t[k].text == "@" and src.t[k + 1].text == "moduledoc" and src.module_of(k) is m:
+            at = _end_line_of(src, src.expr_end(k)) + 1
+            break
+    defined = [o.name for o in src.modules]
+    chains: dict[str, list[tuple[int, int]]] = {}  # full name -> (first, last token) of each use
+    short, unsafe = set(), set()
+    for k in range(m.do_at + 1, m.end_at):
+        if not src.chain_start(k):
+            continue
+        parts, last = src.alias_chain(k)
+        if len(parts) == 1:
+            short.add(parts[0])
+            continue
+        for n in range(2, len(parts) + 1):
+            name = ".".join(parts[:n])
+            chains.setdefault(name, []).append((k, k + 2 * (n - 1)))
+            if _line_of(src, k) < at or src.is_word(src.prev_code(k), "use", "import", "require", "alias", "defmodule"):
+                unsafe.add(name)
+    called = {".".join(src.alias_chain(k)[0]) for k in range(m.do_at + 1, m.end_at) if src.chain_start(k)
+              and src.t[src.alias_chain(k)[1] + 1].text == "." and src.t[src.alias_chain(k)[1] + 2].kind == "ident"}
+    options = sorted(
+        name for name in called & set(chains)
+        if name not in unsafe and name.rsplit(".", 1)[1] not in short
+        and not any(d == name or d.startswith(name + ".") or name.startswith(d + ".") for d in defined)
+    )
+    by_last: dict[str, str] = {}
+    for name in options:
+        by_last.setdefault(name.rsplit(".", 1)[1], name)
+    if len(by_last) < 2:
+        return None
+    chosen = sorted(rng.sample(sorted(by_last.values()), rng.randint(2, min(3, len(by_last)))), key=str.lower)
+    spans: dict[int, tuple[str, int]] = {}  # first token of a use -> (the longest chosen name it starts with, its last token)
+    for name in chosen:
+        for first, last in chains[name]:
+            if first not in spans or last > spans[first][1]:
+                spans[first] = (name, last)
+    out = code
+    for first in sorted(spans, key=lambda k: -src.t[k].start):
+        name, last = spans[first]
+        out = out[: src.t[first].start] + name.rsplit(".", 1)[1] + out[src.t[last].end :]
+    new = _lines(out)
+    head = _line_of(src, m.do_at)
+    indent = _indent(lines[head]) + "  "
+    swap = rng.randrange(len(chosen) - 1)
+    bad_order = list(chosen)
+    bad_order[swap], bad_order[swap + 1] = bad_order[swap + 1], bad_order[swap]
+
+    def with_aliases(order: list[str]) -> str:
+        block = [f"{indent}alias {name}" for name in order]
+        return _join(new[:at] + ([""] if at > head + 1 else []) + block + ([""] if new[at].strip() else []) + new[at:])
+
+    return with_aliases(chosen), with_aliases(bad_order)

@@ -242,6 +242,7 @@ def _guard_cond(code: str, src: Source, lines: list[str], strings: set[int], rng
     return None
 
 
+_TAG = re.compile(r"\b(TODO|FIXME)\b", re.I)
 _COPY_SUFFIXES = ("_legacy", "_v2", "_for_export", "_unchecked", "_uncached", "_internal")
 
 
@@ -273,6 +274,8 @@ def inject_duplicated_code(code: str, rng: RngLike) -> str | None:
         span = _block_def_lines(src, d)
         if not span or d.word not in ("def", "defp") or not d.name or _is_callback(src, lines, d):
             continue
+        if any(_TAG.search(line) for line in lines[span[0] : span[1] + 1]):
+            continue  # a copied TODO/FIXME is a second ``Design.TagTODO``/``TagFIXME`` finding
         if _body_mass(src, d) + 1 >= 42:  # + the ``{:do, body}`` pair; 2 above the threshold
             options.append((d, span))
     if not options:

@@ -13,7 +13,9 @@ from elixir_coder.corpus.source import Definition, Module, Source
 
 
 RngLike = random.Random | int | None
-Injector = Callable[[str, RngLike], "str | None"]
+# The violating code; or a (clean, violating) twin when the site had to be built (security twins,
+# an alias group for AliasOrder); None when the input offers nothing to work with.
+Injector = Callable[[str, RngLike], "str | tuple[str, str] | None"]
 
 
 # Callbacks and conventional entry points whose names other code relies on.
