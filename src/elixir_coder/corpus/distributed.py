@@ -43,7 +43,8 @@ import numpy as np
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
-from elixir_coder.corpus.prepare import Preparation, _encode, _scan
+from elixir_coder.corpus.prepare import Preparation, _encode
+from elixir_coder.corpus.scan import scan as _scan
 from elixir_coder.errors import DataError
 from elixir_coder.io import fsync_dir
 

@@ -36,10 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.dedup import DedupConfig, Deduplicator, content_hash, signature
+from elixir_coder.corpus.dedup import DedupConfig, Deduplicator
 from elixir_coder.corpus.encode import Encoder
 from elixir_coder.corpus.records import iter_jsonl_from, validate_record
 from elixir_coder.corpus.report import build_report
+from elixir_coder.corpus.scan import CHUNK_BYTES, scan_items
+from elixir_coder.corpus.scan import scan as scan_files
 from elixir_coder.corpus.projects import FileLimits, Project, decode_source, discover, read_files
 from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, special_ids, splits_lines, tokenizer_id
 from elixir_coder.errors import DataError
@@ -121,72 +123,6 @@ def module_unit(rel: str) -> str:
     """Files of one module (``lib/a/b.ex``, ``test/a/b_test.exs``) share a split unit."""
     stem = Path(rel).name.rsplit(".", 1)[0]
     return stem[: -len("_test")] if stem.endswith("_test") else stem
-
-
-# -- pass 1: scan ------------------------------------------------------------------------------
-
-@dataclass
-class ScanItem:
-    project: int
-    rels: list[str] | None  # None: every file of the project (Hex tarballs)
-
-
-def _scan(args: tuple[Project, ScanItem, dict, float]) -> tuple[int, list[tuple], Counter]:
-    """Per file: (rel, reason or None, bytes, digest, signature, boundaries if long, tokenizer text)."""
-    project, item, rec, sample_rate = args
-    from elixir_coder.corpus.parser import shared_parser
-
-    skipped, out, texts = Counter(), [], []
-    limits, dedup = FileLimits(**rec["filters"]), DedupConfig(**rec["dedup"])
-    view = Project(**{**project.__dict__, "files": item.rels}) if item.rels is not None else project
-    for rel, raw in read_files(view, skipped):
-        text, reason = decode_source(raw, limits)
-        out.append([rel, reason, len(raw), None, None, None, None])
-        texts.append(text)
-    parsed = shared_parser().parse_many([t for t in texts if t is not None])
-    it = iter(parsed)
-    for row, text in zip(out, texts):
-        if text is None:
-            continue
-        result = next(it)
-        if not result.ok:
-            row[1] = "unparsable"
-            continue
-        row[3] = content_hash(text) if dedup.exact else row[0].encode()
-        row[4] = signature(text, dedup) if dedup.near else None
-        if len(text) > rec["max_sample_tokens"]:  # only a file this long can need splitting
-            row[5] = np.asarray(result.boundaries, dtype=np.int32)
-        if _sampled(f"{project.name}/{row[0]}", rec["seed"], sample_rate):
-            row[6] = text
-    return item.project, [tuple(r) for r in out], skipped
-
-
-# Source bytes per task of either pass: small enough that a big project (one holds 69% of the
-# Elixir checkout) is spread over all workers, large enough that a task's fixed costs stay small.
-CHUNK_BYTES = 1 << 20
-
-
-def _sampled(key: str, seed: int, rate: float) -> bool:
-    if rate >= 1.0:
-        return True
-    digest = hashlib.blake2b(f"tok:{seed}:{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2**64 < rate
-
-
-def _scan_items(projects: list[Project], chunk_bytes: int) -> Iterator[tuple[Project, ScanItem]]:
-    for k, p in enumerate(projects):
-        if p.kind != "dir":
-            yield p, ScanItem(k, None)
-            continue
-        chunk, size = [], 0
-        for rel in p.files:
-            chunk.append(rel)
-            size += (Path(p.path) / rel).stat().st_size
-            if size >= chunk_bytes:
-                yield p, ScanItem(k, chunk)
-                chunk, size = [], 0
-        if chunk:
-            yield p, ScanItem(k, chunk)
 
 
 # -- pass 2: encode ----------------------------------------------------------------------------
@@ -412,7 +348,7 @@ def load_records(rec: dict) -> list[dict]:
 class Preparation:
     """The pipeline's state, stage by stage, so the stages can run in one process pool
     (:func:`prepare`) or as separate tasks of a distributed engine
-    (:mod:`elixir_coder.corpus.distributed`): ``scan_tasks`` -> :func:`_scan` each ->
+    (:mod:`elixir_coder.corpus.distributed`): ``scan_tasks`` -> :func:`~elixir_coder.corpus.scan.scan` each ->
     ``plan`` -> ``encode_tasks`` -> :func:`_encode` each -> ``finish``. Discovery is
     deterministic, so every task that builds a ``Preparation`` sees the same projects."""
 
@@ -445,7 +381,7 @@ class Preparation:
     def scan_tasks(self) -> list[tuple]:
         budget = self.rec["tokenizer_sample_mb"] * 1e6
         rate = min(1.0, budget / max(sum(p.source_bytes for p in self.projects), 1) * 1.25)
-        return [(p, item, self.rec, rate) for p, item in _scan_items(self.projects, CHUNK_BYTES)]
+        return [(p, item, self.rec, rate) for p, item in scan_items(self.projects, CHUNK_BYTES)]
 
     def plan(self, scans) -> None:
         """Deduplicate in corpus order (``scans`` in task order), then train the tokenizer."""
@@ -568,7 +504,7 @@ def _write_dataset(out: Path, rec: dict, workers: int) -> dict:
     scan = prep.scan_tasks()
     # One pool per pass: the scan workers' Elixir parsers end with them, before encoding starts.
     with _pool(workers, len(scan)) as pool:
-        prep.plan(pool.map(_scan, scan) if pool is not None else map(_scan, scan))
+        prep.plan(pool.map(scan_files, scan) if pool is not None else map(scan_files, scan))
     # Tokenizer threads would only compete with the other worker processes.
     os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else os.environ.get("TOKENIZERS_PARALLELISM", "true")
     tasks = prep.encode_tasks()

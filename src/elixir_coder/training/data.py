@@ -540,7 +540,8 @@ class ElixirDataModule(L.LightningDataModule):
         c = self.contrastive
         if overwrite or not (Path(c["pairs_path"]).is_file() and Path(c["security_path"]).is_file()):
             prepare_pairs(self.train_records(), c["pairs_path"], c["security_path"], self.seed, c["variants"], c["max_anchors"],
-                          c.get("judge", "auto"), c.get("credo"), c.get("sobelow"), c.get("min_pairs", 0), c.get("report", False))
+                          c.get("judge", "auto"), c.get("credo"), c.get("sobelow"), c.get("min_pairs", 0), c.get("report", False),
+                          max_variants=c["max_variants"])
 
     def pairs_loader(self):
         from tokenizers import Tokenizer
