@@ -45,13 +45,14 @@ def content_hash(text: str) -> bytes:
     return hashlib.blake2b(normalise(text).encode(), digest_size=16).digest()
 
 
-_PRIME = np.uint64((1 << 61) - 1)
+_CHUNK = 4096  # shingles hashed at once: keeps the (shingles x num_perm) block in cache
 
 
 @lru_cache(maxsize=4)
 def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)  # fixed: signatures must agree across processes and runs
-    return rng.integers(1, 1 << 32, num_perm, dtype=np.uint64), rng.integers(0, 1 << 32, num_perm, dtype=np.uint64)
+    odd = rng.integers(1, 1 << 63, num_perm, dtype=np.uint64) | np.uint64(1)
+    return odd, rng.integers(0, 1 << 63, num_perm, dtype=np.uint64)
 
 
 def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
@@ -59,9 +60,10 @@ def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
 
     Computed with numpy rather than ``MinHash.update_batch`` (which hashes every shingle with
     SHA-1 in Python, the slowest step of preparation): words are hashed once each (CRC-32),
-    shingles are combined in vectorised 64-bit arithmetic, and the ``num_perm`` universal hash
-    permutations ``(a*x + b) mod (2^61 - 1)`` are one broadcast. The values feed datasketch's
-    ``MinHashLSH`` unchanged, which only bands them.
+    shingles are combined in vectorised 64-bit arithmetic, and the ``num_perm`` hash functions
+    are multiply-shift hashes ``(a*x + b) mod 2^64 >> 32`` (``a`` odd), a universal family that
+    needs no division, applied as broadcasts over blocks of shingles. The values feed
+    datasketch's ``MinHashLSH`` unchanged, which only bands them.
     """
     words = _WORD.findall(text)
     if len(words) < cfg.shingle:
@@ -70,12 +72,18 @@ def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
     ids = np.fromiter((table[w] for w in words), dtype=np.uint64, count=len(words))
     n = len(ids) - cfg.shingle + 1
     acc = np.zeros(n, dtype=np.uint64)
+    a, b = _permutations(cfg.num_perm)
+    out = np.full(cfg.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(cfg.shingle):
             acc = (acc * np.uint64(0x100000001B3)) ^ ids[j : j + n]
-    x = np.unique((acc ^ (acc >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
-    a, b = _permutations(cfg.num_perm)
-    return (((x[:, None] * a[None, :] + b[None, :]) % _PRIME) & np.uint64(0xFFFFFFFF)).min(axis=0)
+        x = np.unique((acc ^ (acc >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
+        for k in range(0, len(x), _CHUNK):
+            block = x[k : k + _CHUNK, None] * a[None, :]
+            block += b[None, :]
+            block >>= np.uint64(32)
+            np.minimum(out, block.min(axis=0), out=out)
+    return out
 
 
 class Deduplicator:
