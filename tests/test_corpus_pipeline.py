@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -19,11 +20,11 @@ import pytest
 from tokenizers import Tokenizer
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.encode import Encoder, cut_points, line_starts
+from elixir_coder.corpus.encode import Encoder, cut_points, line_starts, split_pieces
 from elixir_coder.corpus.prepare import prepare, recipe, split_of
 from elixir_coder.corpus.report import verify_report
 from elixir_coder.corpus.projects import discover
-from elixir_coder.corpus.tokenizer import splits_lines
+from elixir_coder.corpus.tokenizer import piecewise
 from elixir_coder.errors import DataError
 from elixir_coder.labels import TASKS
 from elixir_coder.training.data import DataLoader, read_dataset
@@ -288,12 +289,12 @@ def test_cut_points_prefer_boundaries_and_fall_back_to_windows():
     assert line_starts('x\n  @doc "d"\n  def f, do: 1\n  def g, do: 2\n', [1, 2, 3, 4]) == [2, 28]
 
 
-def test_line_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
-    """Preparation tokenizes each distinct line once; the samples are exactly those of encoding
-    every text whole (our tokenizer never merges across a newline), long files' cuts included."""
+def test_piece_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
+    """Preparation tokenizes each distinct piece of text (about a line) once; the samples are
+    exactly those of encoding every text whole, long files' cuts included."""
     out, meta = prepared
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
-    assert splits_lines(tok)
+    assert piecewise(tok)
     texts = sorted((corpus / "alpha").rglob("*.ex"))
     long = (corpus / "alpha" / "lib" / "alpha" / "long.ex").read_text()
     bounds = [i + 1 for i, line in enumerate(long.split("\n")) if line.startswith(("  def ", "  @doc"))]
@@ -309,6 +310,19 @@ def test_line_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
     (tokens, index, stats), (whole_tokens, whole_index, whole_stats) = runs
     assert np.array_equal(tokens, whole_tokens) and np.array_equal(index, whole_index) and stats == whole_stats
     assert stats["records_split"] >= 1
+
+
+def test_pieces_tokenize_like_the_whole_text_whatever_the_whitespace(prepared):
+    out, _ = prepared
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    rng = random.Random(0)
+    parts = [" ", "  ", "\t", "\n", "\n\n", "\r\n", "\r", "\x0b", "\x0c", "\xa0", "\x1c", "\u2028",
+             "a", "def", "'s", "'", "1", "(", "é", "<", "<eos>", "<pad>x"]
+    for _ in range(2000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(1, 40)))
+        pieces = split_pieces(text)
+        assert "".join(pieces) == text
+        assert [i for p in pieces for i in tok.encode(p, add_special_tokens=False).ids] == tok.encode(text, add_special_tokens=False).ids, repr(text)
 
 
 def test_source_dir_without_elixir_files_is_one_clear_error(tmp_path):

@@ -30,15 +30,26 @@ from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABEL
 # characters per kept token would be cut after tokenizing anyway, so it is cut before (counted).
 _MAX_CHARS_PER_TOKEN = 16
 _BATCH = 256  # records tokenized together: bounds the tokenizer's Encoding objects (heavy: a string per token) held at once
-# Distinct lines whose tokens a worker keeps (about 150 bytes each): mined records repeat a
+# Distinct pieces whose tokens a worker keeps (about 150 bytes each): mined records repeat a
 # project's lines many times over; beyond this many the cache starts again, so memory stays bounded.
-LINE_CACHE = 1 << 18
+PIECE_CACHE = 1 << 17
+# Where a text is cut into pieces: before the last whitespace character of a run holding a newline,
+# when printable ASCII other than "<" (special tokens) follows. The byte-level pre-tokenizer
+# regex has a boundary there whatever surrounds it, so the pieces' tokens are the text's tokens.
+_CUT = re.compile(r"[ \t\r\f\v]*\n[ \t\r\n\f\v]*(?=[!-;=-~])")
 
 
-def split_lines(text: str) -> list[str]:
-    """``text`` as lines that keep their ``\n`` (only ``\n``: the tokenizer splits there, nowhere else)."""
-    lines = text.split("\n")
-    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+def split_pieces(text: str) -> list[str]:
+    """``text`` cut at line starts (see ``_CUT``) into pieces that tokenize independently."""
+    pieces, start = [], 0
+    for m in _CUT.finditer(text):
+        cut = m.end() - 1
+        if cut > start:
+            pieces.append(text[start:cut])
+            start = cut
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
 
 
 def label_bits(labels: Sequence[str], vocab: Sequence[str]) -> int:
@@ -96,10 +107,10 @@ class Encoder:
     """Tokenizes records of one work item and appends their samples to flat per-split buffers."""
 
     def __init__(self, tok: Tokenizer, special: dict[str, int], max_sample_tokens: int, stats: Counter,
-                 lines: dict[str, np.ndarray] | None = None):
-        """``lines``: a line -> tokens cache (shared across encoders of a worker) when ``tok`` never
-        merges across newlines (:func:`elixir_coder.corpus.tokenizer.splits_lines`); None otherwise."""
-        self.tok, self.max, self.lines = tok, max_sample_tokens, lines
+                 pieces: dict[str, np.ndarray] | None = None):
+        """``pieces``: a piece -> tokens cache (shared across encoders of a worker) when ``tok``
+        tokenizes pieces independently (:func:`elixir_coder.corpus.tokenizer.piecewise`); None otherwise."""
+        self.tok, self.max, self.pieces = tok, max_sample_tokens, pieces
         self.bos, self.eos, self.sep = special[BOS], special[EOS], special[SEP]
         self.task_ids = {t: special[f"<task:{t}>"] for t in TASKS}
         self.stats = stats
@@ -121,7 +132,7 @@ class Encoder:
         for r in records:
             if r["task"] in GENERATION_TASKS:
                 texts[r["prompt"][-keep_chars:]] = None
-                if not r.get("boundaries") or self.lines is not None:
+                if not r.get("boundaries") or self.pieces is not None:
                     texts[r["completion"]] = None
             else:
                 texts[r["text"]] = None
@@ -137,26 +148,26 @@ class Encoder:
                 self._classification(r, ids[r["text"]], lic, source_id)
 
     def _ids(self, texts: list[str]) -> dict[str, np.ndarray]:
-        if self.lines is None:
+        if self.pieces is None:
             encoded = self.tok.encode_batch_fast(texts, add_special_tokens=False)
             return {t: np.asarray(e.ids, dtype=np.int32) for t, e in zip(texts, encoded)}
-        cache, pieces = self.lines, {t: split_lines(t) for t in texts}
-        new = list({line: None for ps in pieces.values() for line in ps if line not in cache})
-        if len(cache) + len(new) > LINE_CACHE:
+        cache, pieces = self.pieces, {t: split_pieces(t) for t in texts}
+        if len(cache) > PIECE_CACHE:  # before a batch: its own pieces stay until it is encoded
             cache.clear()
-            new = list({line: None for ps in pieces.values() for line in ps})
-        for line, e in zip(new, self.tok.encode_batch_fast(new, add_special_tokens=False)):
-            cache[line] = np.asarray(e.ids, dtype=np.int32)
+        new = list({piece: None for ps in pieces.values() for piece in ps if piece not in cache})
+        for piece, e in zip(new, self.tok.encode_batch_fast(new, add_special_tokens=False)):
+            cache[piece] = np.asarray(e.ids, dtype=np.int32)
         empty = np.zeros(0, np.int32)
-        return {t: np.concatenate([cache[line] for line in ps]) if ps else empty for t, ps in pieces.items()}
+        return {t: np.concatenate([cache[piece] for piece in ps]) if ps else empty for t, ps in pieces.items()}
 
     def _token_starts(self, text: str, ids: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
         """(tokens, the character offset where each token starts) of a long completion; with the
-        line cache a token is placed at its line's start, which is all a cut at a line needs."""
-        if ids is not None and self.lines is not None:
-            pieces = split_lines(text)
+        piece cache a token is placed at its piece's start, which lies between the line's start and
+        its first token, all a cut at a line needs."""
+        if ids is not None and self.pieces is not None:
+            pieces = split_pieces(text)
             offsets = np.cumsum([0] + [len(p) for p in pieces[:-1]])
-            return ids, np.repeat(offsets, [len(self.lines[p]) for p in pieces]).tolist()
+            return ids, np.repeat(offsets, [len(self.pieces[p]) for p in pieces]).tolist()
         encoding = self.tok.encode(text, add_special_tokens=False)
         return np.asarray(encoding.ids, dtype=np.int32), [o[0] for o in encoding.offsets]
 

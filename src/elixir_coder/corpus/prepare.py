@@ -43,7 +43,7 @@ from elixir_coder.corpus.report import build_report
 from elixir_coder.corpus.scan import CHUNK_BYTES, scan_items
 from elixir_coder.corpus.scan import scan as scan_files
 from elixir_coder.corpus.projects import FileLimits, Project, decode_source, discover, read_files
-from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, special_ids, splits_lines, tokenizer_id
+from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, piecewise, special_ids, tokenizer_id
 from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
@@ -176,8 +176,8 @@ def _setup_worker(tokenizer_path: str, rec: dict) -> None:
 
     tok = Tokenizer.from_file(tokenizer_path)
     labeler = make_labeler(rec["labeler"]) if rec["sources"].get("source_dir") else None
-    lines = {} if splits_lines(tok) else None  # line -> tokens, kept across this worker's tasks
-    _worker.update(key=tokenizer_path, tok=tok, special=special_ids(tok), rec=rec, labeler=labeler, lines=lines)
+    pieces = {} if piecewise(tok) else None  # piece of text -> tokens, kept across this worker's tasks
+    _worker.update(key=tokenizer_path, tok=tok, special=special_ids(tok), rec=rec, labeler=labeler, pieces=pieces)
 
 
 def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tuple[int, int]], Counter]:
@@ -215,7 +215,7 @@ def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tup
     for split, records in by_split.items():
         if not records:
             continue
-        enc = Encoder(_worker["tok"], _worker["special"], rec["max_sample_tokens"], stats, _worker["lines"])
+        enc = Encoder(_worker["tok"], _worker["special"], rec["max_sample_tokens"], stats, _worker["pieces"])
         enc.add(records, item.license_id, item.source_id)
         tokens, index = enc.take()
         stats[f"split/{split}/samples"] += len(index)

@@ -3,9 +3,6 @@
 pretrained backbone's own tokenizer, so its embeddings see the ids they were trained on.
 
 Byte-level so that any Elixir source (sigils, unicode atoms, odd whitespace) round-trips exactly.
-A trained tokenizer never merges across a newline (each line ends its own pre-token), so a text's
-tokens are its lines' tokens end to end: preparation tokenizes each distinct line once
-(:mod:`elixir_coder.corpus.encode`), though mined records repeat the same lines many times.
 Our special tokens come first in a trained tokenizer so their ids are fixed (``<pad>`` is 0); a
 backbone's tokenizer keeps all its ids and gets only the special tokens it lacks appended.
 """
@@ -15,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,8 +27,7 @@ SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, MASK, SEP) + tuple(f"<task:{t}
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", behavior="merged_with_previous"),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -43,11 +40,18 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     return tok
 
 
-def splits_lines(tok: Tokenizer) -> bool:
-    """Whether ``tok`` tokenizes each line on its own (ours; a backbone's tokenizer usually not)."""
-    pre = json.loads(tok.to_str()).get("pre_tokenizer") or {}
-    first = (pre.get("pretokenizers") or [{}])[0] if pre.get("type") == "Sequence" else {}
-    return first.get("type") == "Split" and first.get("pattern") == {"String": "\n"} and first.get("behavior") == "MergedWithPrevious"
+def piecewise(tok: Tokenizer) -> bool:
+    """Whether ``tok`` gives a text the tokens of its pieces end to end, pieces cut where
+    :func:`elixir_coder.corpus.encode.split_pieces` cuts (at line starts): true of a plain
+    byte-level BPE (ours, GPT-2's), whose pre-tokenizer regex always has a boundary there, unless
+    an added token could start at such a cut."""
+    spec = json.loads(tok.to_str())
+    pre, added = spec.get("pre_tokenizer") or {}, spec.get("added_tokens") or []
+    return (spec.get("normalizer") is None and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
+            and not pre.get("add_prefix_space") and all(_CANNOT_START_A_PIECE.match(t["content"]) for t in added))
+
+
+_CANNOT_START_A_PIECE = re.compile(r"[^\s!-;=-~][^\s]*\Z")  # e.g. "<eos>": a piece starts with whitespace + [!-;=-~]
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
