@@ -161,13 +161,20 @@ class Encoder:
         return {t: np.concatenate([cache[piece] for piece in ps]) if ps else empty for t, ps in pieces.items()}
 
     def _token_starts(self, text: str, ids: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
-        """(tokens, the character offset where each token starts) of a long completion; with the
-        piece cache a token is placed at its piece's start, which lies between the line's start and
-        its first token, all a cut at a line needs."""
+        """(tokens, the character offset where each token starts) of a long completion. With the
+        piece cache a token is placed at its piece's start (a piece starting with its own newline
+        token: the rest one character later), which orders tokens against line starts exactly as
+        their real offsets do: all a cut at a line needs."""
         if ids is not None and self.pieces is not None:
-            pieces = split_pieces(text)
-            offsets = np.cumsum([0] + [len(p) for p in pieces[:-1]])
-            return ids, np.repeat(offsets, [len(self.pieces[p]) for p in pieces]).tolist()
+            starts, pos = [], 0
+            for piece in split_pieces(text):
+                n = len(self.pieces[piece])
+                if piece[0] == "\n" and n > 1:  # the newline is a token of its own; the line starts after it
+                    starts += [pos] + [pos + 1] * (n - 1)
+                else:
+                    starts += [pos] * n
+                pos += len(piece)
+            return ids, starts
         encoding = self.tok.encode(text, add_special_tokens=False)
         return np.asarray(encoding.ids, dtype=np.int32), [o[0] for o in encoding.offsets]
 
