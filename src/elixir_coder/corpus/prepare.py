@@ -40,7 +40,7 @@ from elixir_coder.corpus.dedup import DedupConfig, Deduplicator
 from elixir_coder.corpus.encode import Encoder
 from elixir_coder.corpus.records import iter_jsonl_from, validate_record
 from elixir_coder.corpus.report import build_report
-from elixir_coder.corpus.scan import CHUNK_BYTES, scan_items
+from elixir_coder.corpus.scan import CHUNK_BYTES, chunks_by_size, scan_items
 from elixir_coder.corpus.scan import scan as scan_files
 from elixir_coder.corpus.projects import FileLimits, Project, decode_source, discover, read_files
 from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, piecewise, special_ids, tokenizer_id
@@ -135,15 +135,7 @@ def _encode_chunks(project: Project, kept: dict[str, np.ndarray | None]) -> Iter
     if project.kind != "dir" or project.source_bytes <= CHUNK_BYTES:
         yield None
         return
-    chunk, size = [], 0
-    for rel in sorted(kept):
-        chunk.append(rel)
-        size += (Path(project.path) / rel).stat().st_size
-        if size >= CHUNK_BYTES:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
+    yield from chunks_by_size(project.path, sorted(kept), CHUNK_BYTES)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,17 +64,23 @@ def sampled(key: str, seed: int, rate: float) -> bool:
     return int.from_bytes(digest, "little") / 2**64 < rate
 
 
+def chunks_by_size(root: str, rels: Iterable[str], limit: int) -> Iterator[list[str]]:
+    """``rels`` (files under ``root``) in consecutive chunks of about ``limit`` bytes."""
+    chunk, size = [], 0
+    for rel in rels:
+        chunk.append(rel)
+        size += (Path(root) / rel).stat().st_size
+        if size >= limit:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 def scan_items(projects: list[Project], chunk_bytes: int) -> Iterator[tuple[Project, ScanItem]]:
     for k, p in enumerate(projects):
         if p.kind != "dir":
             yield p, ScanItem(k, None)
             continue
-        chunk, size = [], 0
-        for rel in p.files:
-            chunk.append(rel)
-            size += (Path(p.path) / rel).stat().st_size
-            if size >= chunk_bytes:
-                yield p, ScanItem(k, chunk)
-                chunk, size = [], 0
-        if chunk:
+        for chunk in chunks_by_size(p.path, p.files, chunk_bytes):
             yield p, ScanItem(k, chunk)
