@@ -102,6 +102,8 @@ class Deduplicator:
                 return "duplicate_exact"
             self.seen.add(digest)
         if self.lsh is not None and sig is not None:
+            # datasketch asks which scheme given values came from, only to refuse comparing across
+            # schemes; ours are 32-bit like affine32's and every signature here comes from signature().
             m = MinHash(num_perm=self.cfg.num_perm, seed=1, hashvalues=sig, scheme="affine32")
             if self.lsh.query(m):
                 return "duplicate_near"
