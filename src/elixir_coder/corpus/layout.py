@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 DEF_RE = re.compile(
     r"^[ \t]*(?P<word>defp?|defmacrop?|defguardp?|defdelegate|defn|defnp)\s+(?P<name>[a-z_][\w]*[?!]?)(?P<rest>.*)$"
 )
-_ALIAS = r"[A-Z]\w*(?:\.[A-Z]\w*)*"
+ALIAS = r"[A-Z]\w*(?:\.[A-Z]\w*)*"
 # defmodule, defprotocol and defimpl (named after protocol and type, as Elixir names it).
 MODULE_RE = re.compile(
-    rf"^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{_ALIAS})(?:\s*,\s*for:\s*(?P<for>{_ALIAS}))?\s+do\s*(?:#.*)?$"
+    rf"^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{ALIAS})(?:\s*,\s*for:\s*(?P<for>{ALIAS}))?\s+do\s*(?:#.*)?$"
 )
 BLOCK_OPEN_RE = re.compile(r"(?:^|[\s)\]}])do\s*(?:#.*)?$")
 DOC_HEREDOC_RE = re.compile(r"""^[ \t]*@(?P<attr>moduledoc|doc)\s+(?:~[sS])?(?:\"\"\"|''')\s*$""")

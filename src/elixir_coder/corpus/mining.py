@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 
 from elixir_coder.corpus.labelers import Labeler, make_labeler
-from elixir_coder.corpus.layout import DESCRIBE_RE, Function, Layout, Module
+from elixir_coder.corpus.layout import ALIAS, DESCRIBE_RE, Function, Layout, Module
 from elixir_coder.errors import DataError
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS
 
@@ -52,6 +52,7 @@ CLASSIFY_FRACTION = 0.1
 _IEX = re.compile(r"^\s*iex(?:\(\d+\))?>")
 _ONE_LINE_DO = re.compile(r"(?:,\s*|^\s*)do:")
 _HEADING = re.compile(r"^\s*#+\s")
+_DEFINES = re.compile(rf"(?m)^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{ALIAS})(?:\s*,\s*for:\s*(?P<for>{ALIAS}))?")
 _FUN_ARITY = re.compile(r"^(?:(?P<module>[A-Z][\w]*(?:\.[A-Z]\w*)*)\.)?(?P<name>[a-z_]\w*[?!]?)/(?P<arity>\d+)\b")
 
 
@@ -73,21 +74,18 @@ def mine_project(
         raise DataError(f"classify_max_lines={classify_max_lines}: must be at least 1")
     stats = stats if stats is not None else Counter()
     labeler = labeler if labeler is not None else make_labeler("detectors")
-    layouts: dict[str, Layout] = {}
-    context = emit is None or any(_is_test(path) for path in emit)  # only test files need other files
+    layouts = _Layouts(files)
+    mined = []
     for path in sorted(files):
-        mine = emit is None or path in emit
-        if not mine and (_is_test(path) or not context):
-            continue
-        if files[path].strip():
-            layouts[path] = Layout(files[path])
-        elif mine:
-            stats["blank_file"] += 1
-    modules = {mod.name: (path, mod) for path, lay in layouts.items() if not _is_test(path) for mod in _walk(lay.modules)}
+        if emit is None or path in emit:
+            if files[path].strip():
+                mined.append(path)
+            else:
+                stats["blank_file"] += 1
+    modules = _Modules(files, layouts)
     units: list[tuple[str, str, str]] = []  # (path, kind, text) to classify
-    for path, lay in layouts.items():
-        if emit is not None and path not in emit:
-            continue
+    for path in mined:
+        lay = layouts[path]
         stats["unclosed_block"] += lay.unclosed
         stats["doc_without_function"] += lay.unattached_docs
         yield _gen("code_generation", "", files[path], path, "file")
@@ -99,6 +97,47 @@ def mine_project(
             yield from _test_records(path, lay, files, layouts, modules, stats)
         units.extend(_units(path, lay, classify_max_lines, classify_fraction, stats))
     yield from _classify(units, labeler, stats)
+
+
+class _Layouts(dict):
+    """path -> the file's Layout, built on first use: a chunk of a big project lays out only its
+    own files and the few other files its tests are paired with."""
+
+    def __init__(self, files: Mapping[str, str]):
+        super().__init__()
+        self.files = files
+
+    def __missing__(self, path: str) -> Layout:
+        lay = self[path] = Layout(self.files[path])
+        return lay
+
+
+class _Modules:
+    """Module name -> (path, module) over the project's non-test files, the last definition in
+    path order winning. A file is laid out for a name only when one of its ``defmodule`` /
+    ``defprotocol`` / ``defimpl`` lines ends the name (a looser match than the layout's), so a
+    chunk of a big project lays out the modules its tests name, not the whole project."""
+
+    def __init__(self, files: Mapping[str, str], layouts: _Layouts):
+        self.files, self.layouts = files, layouts
+        self.found: dict[str, tuple[str, Module] | None] = {}
+        self._defines: list[tuple[str, set[str]]] | None = None
+
+    def get(self, name: str | None) -> tuple[str, Module] | None:
+        if name is None:
+            return None
+        if self._defines is None:  # path -> last segments of the names its definition lines give
+            self._defines = [(p, {(m["for"] or m["name"]).rsplit(".", 1)[-1] for m in _DEFINES.finditer(self.files[p])})
+                             for p in sorted(self.files) if not _is_test(p) and self.files[p].strip()]
+        if name not in self.found:
+            last, hit = name.rsplit(".", 1)[-1], None
+            for path, segments in self._defines:
+                if last in segments:
+                    for mod in _walk(self.layouts[path].modules):
+                        if mod.name == name:
+                            hit = (path, mod)
+            self.found[name] = hit
+        return self.found[name]
 
 
 def _gen(task: str, prompt: str, completion: str, source: str, kind: str) -> dict:
@@ -205,19 +244,19 @@ def _lib_for_test(path: str, files: Mapping[str, str]) -> str | None:
 
 
 def _test_records(
-    path: str, lay: Layout, files: Mapping[str, str], layouts: dict[str, Layout], modules: dict[str, tuple[str, Module]],
+    path: str, lay: Layout, files: Mapping[str, str], layouts: _Layouts, modules: _Modules,
     stats: Counter,
 ) -> Iterator[dict]:
     """The test file with its module, and each ``describe "fun/arity"`` block with its function."""
     lib = _lib_for_test(path, files)
-    tested = [mod.name[: -len("Test")] for mod in _walk(lay.modules) if mod.name.endswith("Test")]
+    tested = [modules.get(mod.name[: -len("Test")]) for mod in _walk(lay.modules) if mod.name.endswith("Test")]
+    targets = [found for found in tested if found is not None]
     if lib is None:
-        lib = next((modules[name][0] for name in tested if name in modules), None)
+        lib = targets[0][0] if targets else None
     if lib is None:
         stats["test_file_without_module"] += 1
     else:
         yield _gen("test_generation", files[lib], files[path], path, "test_file")
-    targets = [modules[name] for name in tested if name in modules]
     if lib is not None:
         targets += [(lib, mod) for mod in layouts[lib].modules if (lib, mod) not in targets]
     for test_mod in _walk(lay.modules):
@@ -229,7 +268,8 @@ def _test_records(
             if want is None:
                 stats["describe_not_function"] += 1
                 continue
-            where = [modules[want.group("module")]] if want.group("module") in modules else targets
+            named = modules.get(want.group("module"))
+            where = [named] if named is not None else targets
             function = _find_function(where, want.group("name"), int(want.group("arity")), layouts)
             if function is None:
                 stats["describe_function_not_found"] += 1
