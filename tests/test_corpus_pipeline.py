@@ -20,7 +20,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.encode import Encoder, cut_points, line_starts, split_pieces
+from elixir_coder.corpus.encode import Encoder, PieceCache, cut_points, line_starts, split_pieces
 from elixir_coder.corpus.prepare import prepare, recipe, split_of
 from elixir_coder.corpus.report import verify_report
 from elixir_coder.corpus.projects import discover
@@ -304,8 +304,8 @@ def test_piece_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
     records += [{"task": "quality", "text": texts[0].read_text(), "labels": []},
                 {"task": "code_generation", "prompt": "", "completion": long, "boundaries": bounds},
                 {"task": "code_generation", "prompt": "", "completion": script, "boundaries": top}]
-    runs = []
-    for cache in ({}, None):
+    runs, small = [], PieceCache(limit=64)  # small: generations roll over in the middle of a batch
+    for cache in (small, None):
         stats = Counter()
         enc = Encoder(tok, meta["special_tokens"], 256, stats, cache)
         enc.add(records)
@@ -313,6 +313,7 @@ def test_piece_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
     (tokens, index, stats), (whole_tokens, whole_index, whole_stats) = runs
     assert np.array_equal(tokens, whole_tokens) and np.array_equal(index, whole_index) and stats == whole_stats
     assert stats["records_split"] >= 2  # both long texts were cut, at the same tokens either way
+    assert 0 < len(small.previous) <= 64 and len(small.current) <= 64  # bounded, whatever was encoded
 
 
 def test_pieces_tokenize_like_the_whole_text_whatever_the_whitespace(prepared):

@@ -30,9 +30,8 @@ from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABEL
 # characters per kept token would be cut after tokenizing anyway, so it is cut before (counted).
 _MAX_CHARS_PER_TOKEN = 16
 _BATCH = 256  # records tokenized together: bounds the tokenizer's Encoding objects (heavy: a string per token) held at once
-# Distinct pieces whose tokens a worker keeps (about 150 bytes each): mined records repeat a
-# project's lines many times over; beyond this many the cache starts again, so memory stays bounded.
-PIECE_CACHE = 1 << 17
+# Distinct pieces a cache generation holds (about 150 bytes each; see PieceCache).
+PIECE_CACHE = 1 << 16
 # Where a text is cut into pieces: before the last whitespace character of a run holding a newline,
 # when printable ASCII other than "<" (special tokens) follows. The byte-level pre-tokenizer
 # regex has a boundary there whatever surrounds it, so the pieces' tokens are the text's tokens.
@@ -50,6 +49,34 @@ def split_pieces(text: str) -> list[str]:
     if start < len(text):
         pieces.append(text[start:])
     return pieces
+
+
+class PieceCache:
+    """Tokens of the pieces a worker has tokenized: those of its current task and of the task
+    before (:meth:`next_task`; also when a task alone reaches ``limit`` pieces). Mined records
+    repeat a project's lines many times within a task and into the project's next chunk; keeping
+    only two generations holds a worker's memory the same whatever the size of the corpus."""
+
+    def __init__(self, limit: int = PIECE_CACHE):
+        self.limit = limit
+        self.current: dict[str, np.ndarray] = {}
+        self.previous: dict[str, np.ndarray] = {}
+
+    def next_task(self) -> None:
+        self.previous, self.current = self.current, {}
+
+    def get(self, piece: str) -> np.ndarray | None:
+        ids = self.current.get(piece)
+        if ids is None:
+            ids = self.previous.get(piece)
+            if ids is not None:
+                self.current[piece] = ids
+        return ids
+
+    def put(self, piece: str, ids: np.ndarray) -> None:
+        if len(self.current) >= self.limit:
+            self.next_task()
+        self.current[piece] = ids
 
 
 def label_bits(labels: Sequence[str], vocab: Sequence[str]) -> int:
@@ -107,10 +134,11 @@ class Encoder:
     """Tokenizes records of one work item and appends their samples to flat per-split buffers."""
 
     def __init__(self, tok: Tokenizer, special: dict[str, int], max_sample_tokens: int, stats: Counter,
-                 pieces: dict[str, np.ndarray] | None = None):
-        """``pieces``: a piece -> tokens cache (shared across encoders of a worker) when ``tok``
-        tokenizes pieces independently (:func:`elixir_coder.corpus.tokenizer.piecewise`); None otherwise."""
+                 pieces: PieceCache | None = None):
+        """``pieces``: the worker's piece cache when ``tok`` tokenizes pieces independently
+        (:func:`elixir_coder.corpus.tokenizer.piecewise`); None otherwise."""
         self.tok, self.max, self.pieces = tok, max_sample_tokens, pieces
+        self.batch_pieces: dict[str, np.ndarray] = {}  # the current batch's pieces and their tokens
         self.bos, self.eos, self.sep = special[BOS], special[EOS], special[SEP]
         self.task_ids = {t: special[f"<task:{t}>"] for t in TASKS}
         self.stats = stats
@@ -151,14 +179,18 @@ class Encoder:
         if self.pieces is None:
             encoded = self.tok.encode_batch_fast(texts, add_special_tokens=False)
             return {t: np.asarray(e.ids, dtype=np.int32) for t, e in zip(texts, encoded)}
-        cache, pieces = self.pieces, {t: split_pieces(t) for t in texts}
-        if len(cache) > PIECE_CACHE:  # before a batch: its own pieces stay until it is encoded
-            cache.clear()
-        new = list({piece: None for ps in pieces.values() for piece in ps if piece not in cache})
+        cache, pieces, found = self.pieces, {t: split_pieces(t) for t in texts}, {}
+        for ps in pieces.values():
+            for piece in ps:
+                if piece not in found:
+                    found[piece] = cache.get(piece)
+        new = [piece for piece, ids in found.items() if ids is None]
         for piece, e in zip(new, self.tok.encode_batch_fast(new, add_special_tokens=False)):
-            cache[piece] = np.asarray(e.ids, dtype=np.int32)
+            found[piece] = np.asarray(e.ids, dtype=np.int32)
+            cache.put(piece, found[piece])
+        self.batch_pieces = found
         empty = np.zeros(0, np.int32)
-        return {t: np.concatenate([cache[piece] for piece in ps]) if ps else empty for t, ps in pieces.items()}
+        return {t: np.concatenate([found[piece] for piece in ps]) if ps else empty for t, ps in pieces.items()}
 
     def _token_starts(self, text: str, ids: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
         """(tokens, the character offset where each token starts) of a long completion. With the
@@ -168,7 +200,7 @@ class Encoder:
         if ids is not None and self.pieces is not None:
             starts, pos = [], 0
             for piece in split_pieces(text):
-                n = len(self.pieces[piece])
+                n = len(self.batch_pieces[piece])
                 if piece[0] == "\n" and n > 1:  # the newline is a token of its own; the line starts after it
                     starts += [pos] + [pos + 1] * (n - 1)
                 else:
