@@ -1,6 +1,6 @@
 """Corpus preparation throughput (source MB/s) and peak memory, at 1x and 10x corpus size.
 
-    python bench/prepare.py [--source ../shared/corpora/elixir] [--workers N]
+    python bench/prepare.py [--source ../shared/corpora/elixir] [--workers N] [--floor]
 
 Runs the real pipeline (``elixir_coder.corpus.prepare``: scan, parse, dedup, mine, tokenize,
 shard) end to end in a child process per configuration, timing its wall clock and sampling the
@@ -13,6 +13,12 @@ Configurations:
   paths renamed per copy); dedup is off in both so the 10x run really does ten times the work
   (with dedup on, nine copies out of ten would be dropped as duplicates, a flattering figure).
 The ratio printed last is the 10x peak memory over the 1x peak memory of the same settings.
+
+``--floor`` measures instead, in a fresh process, the CPU time of the work no preparation of the
+corpus can skip: importing the libraries, the real Elixir parser (its VM and one parse of every
+file), training the BPE on the default sample, and tokenizing every distinct piece of the files
+once. Their sum over the cores is a lower bound on the wall time, before any mining, labelling,
+deduplication or writing, and so an upper bound on the source MB/s this machine can reach.
 """
 
 from __future__ import annotations
@@ -38,6 +44,60 @@ rec = recipe(**json.loads(sys.argv[1]))
 meta = prepare(sys.argv[2], rec, workers=int(sys.argv[3]))
 print(json.dumps(meta["report"]))
 """
+
+
+FLOOR = """
+import json, resource, sys, time
+from pathlib import Path
+def cpu():
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+steps, mark = {}, cpu()
+def step(name):
+    global mark
+    now = cpu(); steps[name] = now - mark; mark = now
+from tokenizers import Tokenizer
+from elixir_coder.corpus.encode import split_pieces
+from elixir_coder.corpus.parser import ElixirParser
+from elixir_coder.corpus.prepare import recipe
+from elixir_coder.corpus.scan import sampled
+from elixir_coder.corpus.tokenizer import load_or_train_tokenizer
+step("imports")
+root = Path(sys.argv[1])
+texts = {str(p.relative_to(root)): p.read_text("utf-8", "surrogateescape") for p in sorted(root.rglob("*.ex*")) if p.suffix in (".ex", ".exs")}
+parser = ElixirParser(backend="elixir")
+parser.parse_many(list(texts.values()))
+parser.close()
+step("Elixir parser: VM start and one parse of every file")
+rec = recipe(source_dir=str(root))
+budget = rec["tokenizer_sample_mb"] * 1e6
+rate = min(1.0, budget / sum(map(len, texts.values())) * 1.25)
+sample = []
+for rel, t in texts.items():  # as the scan pass samples: by a hash of the path, until the budget is spent
+    if budget > 0 and sampled(rel, 1, rate):
+        sample.append(t)
+        budget -= len(t)
+tok = load_or_train_tokenizer(None, sample, rec["vocab_size"])
+step(f"BPE training on {sum(map(len, sample)) / 1e6:.1f} MB")
+pieces = list(dict.fromkeys(p for t in texts.values() for p in split_pieces(t)))
+tok.encode_batch_fast(pieces, add_special_tokens=False)
+step(f"tokenizing the files' {len(pieces):,} distinct pieces ({sum(map(len, pieces)) / 1e6:.1f} MB) once")
+print(json.dumps({"steps": steps, "source_mb": sum(len(t.encode("utf-8", "surrogateescape")) for t in texts.values()) / 1e6}))
+"""
+
+
+def floor(source: Path, workers: int) -> None:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    out = subprocess.run([sys.executable, "-c", FLOOR, str(source)], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise SystemExit(f"floor measurement failed:\n{out.stderr}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    total = sum(r["steps"].values())
+    print(f"corpus: {source} ({r['source_mb']:.1f} MB of .ex/.exs); CPU seconds of the work no preparation can skip:")
+    for name, seconds in r["steps"].items():
+        print(f"  {seconds:6.2f}  {name}")
+    print(f"  {total:6.2f}  in all: at least {total / workers:.2f} s on {workers} cores before any mining, labelling, "
+          f"dedup or writing; at most {r['source_mb'] * workers / total:.2f} MB/s")
 
 
 def tree_rss(pid: int) -> int:
@@ -111,7 +171,11 @@ def main() -> None:
     ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--floor", action="store_true", help="measure the CPU time of the unskippable work instead")
     args = ap.parse_args()
+    if args.floor:
+        floor(args.source, args.workers)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     try:
         no_dedup = {"dedup": {"exact": False, "near": False}}
