@@ -139,6 +139,7 @@ class Encoder:
         (:func:`elixir_coder.corpus.tokenizer.piecewise`); None otherwise."""
         self.tok, self.max, self.pieces = tok, max_sample_tokens, pieces
         self.batch_pieces: dict[str, np.ndarray] = {}  # the current batch's pieces and their tokens
+        self.batch_texts: dict[str, list[str]] = {}  # the current batch's texts and their pieces
         self.bos, self.eos, self.sep = special[BOS], special[EOS], special[SEP]
         self.task_ids = {t: special[f"<task:{t}>"] for t in TASKS}
         self.stats = stats
@@ -188,7 +189,7 @@ class Encoder:
         for piece, e in zip(new, self.tok.encode_batch_fast(new, add_special_tokens=False)):
             found[piece] = np.asarray(e.ids, dtype=np.int32)
             cache.put(piece, found[piece])
-        self.batch_pieces = found
+        self.batch_pieces, self.batch_texts = found, pieces
         empty = np.zeros(0, np.int32)
         return {t: np.concatenate([found[piece] for piece in ps]) if ps else empty for t, ps in pieces.items()}
 
@@ -198,15 +199,15 @@ class Encoder:
         token: the rest one character later), which orders tokens against line starts exactly as
         their real offsets do: all a cut at a line needs."""
         if ids is not None and self.pieces is not None:
-            starts, pos = [], 0
-            for piece in split_pieces(text):
-                n = len(self.batch_pieces[piece])
-                if piece[0] == "\n" and n > 1:  # the newline is a token of its own; the line starts after it
-                    starts += [pos] + [pos + 1] * (n - 1)
-                else:
-                    starts += [pos] * n
-                pos += len(piece)
-            return ids, starts
+            pieces = self.batch_texts[text]
+            counts = np.fromiter((len(self.batch_pieces[p]) for p in pieces), np.int64, len(pieces))
+            at = np.cumsum([0] + [len(p) for p in pieces])[:-1]
+            starts = np.repeat(at, counts)
+            # A piece starting with "\n": the newline is a token of its own; the line starts after it.
+            later = np.repeat(np.fromiter((p[0] == "\n" for p in pieces), bool, len(pieces)), counts)
+            later[np.cumsum(counts)[counts > 0] - counts[counts > 0]] = False
+            starts[later] += 1
+            return ids, starts.tolist()
         encoding = self.tok.encode(text, add_special_tokens=False)
         return np.asarray(encoding.ids, dtype=np.int32), [o[0] for o in encoding.offsets]
 

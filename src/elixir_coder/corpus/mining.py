@@ -120,19 +120,22 @@ class _Modules:
 
     def __init__(self, files: Mapping[str, str], layouts: _Layouts):
         self.files, self.layouts = files, layouts
+        self.paths = [p for p in sorted(files) if not _is_test(p) and files[p].strip()]
         self.found: dict[str, tuple[str, Module] | None] = {}
-        self._defines: list[tuple[str, set[str]]] | None = None
+        self._defines: dict[str, set[str]] = {}  # path -> last segments of the names its definition lines give
+
+    def _segments(self, path: str) -> set[str]:
+        if path not in self._defines:
+            self._defines[path] = {(m["for"] or m["name"]).rsplit(".", 1)[-1] for m in _DEFINES.finditer(self.files[path])}
+        return self._defines[path]
 
     def get(self, name: str | None) -> tuple[str, Module] | None:
         if name is None:
             return None
-        if self._defines is None:  # path -> last segments of the names its definition lines give
-            self._defines = [(p, {(m["for"] or m["name"]).rsplit(".", 1)[-1] for m in _DEFINES.finditer(self.files[p])})
-                             for p in sorted(self.files) if not _is_test(p) and self.files[p].strip()]
         if name not in self.found:
             last, hit = name.rsplit(".", 1)[-1], None
-            for path, segments in self._defines:
-                if last in segments:
+            for path in self.paths:  # a substring search first: the definition lines only of files holding the name
+                if last in self.files[path] and last in self._segments(path):
                     for mod in _walk(self.layouts[path].modules):
                         if mod.name == name:
                             hit = (path, mod)
