@@ -52,10 +52,12 @@ def split_pieces(text: str) -> list[str]:
 
 
 class PieceCache:
-    """Tokens of the pieces a worker has tokenized: those of its current task and of the task
-    before (:meth:`next_task`; also when a task alone reaches ``limit`` pieces). Mined records
-    repeat a project's lines many times within a task and into the project's next chunk; keeping
-    only two generations holds a worker's memory the same whatever the size of the corpus."""
+    """Tokens of the pieces of text a worker has tokenized in its current task. Mined records
+    repeat a task's lines many times (a file, its modules, functions, docs, the tests quoting
+    them). Nothing is carried into the next task (:meth:`next_task`): a task costs the same
+    wherever and after whatever it runs, so memory stays flat with corpus size and a corpus of
+    near copies is not tokenized faster than a real one. A task holding over ``limit`` distinct
+    pieces keeps only the last ``limit`` to ``2 * limit`` of them (two generations)."""
 
     def __init__(self, limit: int = PIECE_CACHE):
         self.limit = limit
@@ -63,7 +65,7 @@ class PieceCache:
         self.previous: dict[str, np.ndarray] = {}
 
     def next_task(self) -> None:
-        self.previous, self.current = self.current, {}
+        self.current, self.previous = {}, {}
 
     def get(self, piece: str) -> np.ndarray | None:
         ids = self.current.get(piece)
@@ -75,7 +77,7 @@ class PieceCache:
 
     def put(self, piece: str, ids: np.ndarray) -> None:
         if len(self.current) >= self.limit:
-            self.next_task()
+            self.previous, self.current = self.current, {}
         self.current[piece] = ids
 
 
