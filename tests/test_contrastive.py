@@ -121,11 +121,17 @@ def test_clean_sources_are_whole_modules():
 
 
 @pytest.mark.slow
-def test_use_contrastive_trains_and_logs(make_cfg, tmp_path):
+def test_use_contrastive_trains_and_logs(make_cfg, tmp_path, capsys):
     cfg = make_cfg("task=multitask", "use_contrastive=true", "contrastive.max_anchors=20", "contrastive.epochs_per_tier=1",
-                   "trainer.max_epochs=2", "epoch_scale=1.0", f"paths.data_dir={tmp_path}/data")
+                   "trainer.max_epochs=2", "epoch_scale=1.0", f"paths.data_dir={tmp_path}/data",
+                   "callbacks.console_table.every_n_steps=4")
     loop = training_loop.init(cfg)
     loop.trainer.fit(loop.module, datamodule=loop.datamodule)
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line.split("|") for line in lines if line.strip().startswith("step |"))
+    rate = [c.strip() for c in header].index("tok/s")
+    rows = [line.split("|") for line in lines if line.strip()[:1].isdigit() and len(line.split("|")) == len(header)]
+    assert rows and all(float(row[rate].replace(",", "")) > 0 for row in rows)  # the main stream's tokens, pairs riding along
     assert Path(cfg.contrastive.pairs_path).is_file() and Path(cfg.contrastive.security_path).is_file()
     events = next((Path(cfg.paths.output_dir) / "tensorboard").glob("events.out.tfevents.*"))
     acc = EventAccumulator(str(events.parent))

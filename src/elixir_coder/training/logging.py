@@ -46,7 +46,7 @@ class ConsoleTable(L.Callback):
         bar = trainer.progress_bar_callback
         console = getattr(getattr(bar, "progress", None), "console", None)
         if isinstance(bar, RichProgressBar) and console is not None:
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)  # a table row is one line, however wide
         else:
             print(line, flush=True)
 
@@ -54,7 +54,8 @@ class ConsoleTable(L.Callback):
         self._window_start, self._tokens = time.perf_counter(), 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._tokens += int(batch.get("n_tokens", 0)) if isinstance(batch, dict) else 0
+        main = batch.get("main", batch) if isinstance(batch, dict) else None  # {"main", "pairs"} with contrastive pairs
+        self._tokens += int(main.get("n_tokens", 0)) if isinstance(main, dict) else 0
         step = trainer.global_step
         if step == 0 or step % self.every_n_steps or not trainer.is_global_zero:
             return
