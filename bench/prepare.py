@@ -60,7 +60,7 @@ from tokenizers import Tokenizer
 from elixir_coder.corpus.encode import split_pieces
 from elixir_coder.corpus.parser import ElixirParser
 from elixir_coder.corpus.prepare import recipe
-from elixir_coder.corpus.scan import sampled
+from elixir_coder.corpus.scan import sample_rate, sampled
 from elixir_coder.corpus.tokenizer import load_or_train_tokenizer
 step("imports")
 root = Path(sys.argv[1])
@@ -71,7 +71,7 @@ parser.close()
 step("Elixir parser: VM start and one parse of every file")
 rec = recipe(source_dir=str(root))
 budget = rec["tokenizer_sample_mb"] * 1e6
-rate = min(1.0, budget / sum(map(len, texts.values())) * 1.25)
+rate = sample_rate(budget, sum(map(len, texts.values())))
 sample = []
 for rel, t in texts.items():  # as the scan pass samples: by a hash of the path, until the budget is spent
     if budget > 0 and sampled(rel, 1, rate):

@@ -41,7 +41,7 @@ from elixir_coder.corpus.dedup import DedupConfig, Deduplicator
 from elixir_coder.corpus.encode import Encoder, PieceCache
 from elixir_coder.corpus.records import iter_jsonl_from, validate_record
 from elixir_coder.corpus.report import build_report
-from elixir_coder.corpus.scan import CHUNK_BYTES, chunks_by_size, scan_items
+from elixir_coder.corpus.scan import CHUNK_BYTES, chunks_by_size, sample_rate, scan_items
 from elixir_coder.corpus.scan import scan as scan_files
 from elixir_coder.corpus.projects import FileLimits, Project, decode_source, discover, read_files
 from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, piecewise, special_ids, tokenizer_id
@@ -395,7 +395,7 @@ class Preparation:
 
     def scan_tasks(self) -> list[tuple]:
         budget = self.rec["tokenizer_sample_mb"] * 1e6
-        rate = min(1.0, budget / max(sum(p.source_bytes for p in self.projects), 1) * 1.25)
+        rate = sample_rate(budget, sum(p.source_bytes for p in self.projects))
         return [(p, item, self.rec, rate) for p, item in scan_items(self.projects, CHUNK_BYTES)]
 
     def plan(self, scans) -> None:

@@ -57,6 +57,12 @@ def scan(args: tuple[Project, ScanItem, dict, float]) -> tuple[int, list[tuple],
 CHUNK_BYTES = 1 << 20
 
 
+def sample_rate(budget_bytes: float, total_bytes: int) -> float:
+    """The share of files to send to the tokenizer sample: a quarter more than the budget needs,
+    since duplicates and unparsable files are dropped from it; the budget then stops it."""
+    return min(1.0, budget_bytes / max(total_bytes, 1) * 1.25)
+
+
 def sampled(key: str, seed: int, rate: float) -> bool:
     if rate >= 1.0:
         return True
