@@ -61,7 +61,7 @@ from elixir_coder.corpus.encode import split_pieces
 from elixir_coder.corpus.parser import ElixirParser
 from elixir_coder.corpus.prepare import recipe
 from elixir_coder.corpus.scan import sample_rate, sampled
-from elixir_coder.corpus.tokenizer import load_or_train_tokenizer
+from elixir_coder.corpus.tokenizer import PieceEncoder, load_or_train_tokenizer
 step("imports")
 root = Path(sys.argv[1])
 texts = {str(p.relative_to(root)): p.read_text("utf-8", "surrogateescape") for p in sorted(root.rglob("*.ex*")) if p.suffix in (".ex", ".exs")}
@@ -80,7 +80,7 @@ for rel, t in texts.items():  # as the scan pass samples: by a hash of the path,
 tok = load_or_train_tokenizer(None, sample, rec["vocab_size"])
 step(f"BPE training on {sum(map(len, sample)) / 1e6:.1f} MB")
 pieces = list(dict.fromkeys(p for t in texts.values() for p in split_pieces(t)))
-tok.encode_batch_fast(pieces, add_special_tokens=False)
+PieceEncoder(tok)(pieces)  # as preparation does: tiktoken where it provably gives tokenizers' ids
 step(f"tokenizing the files' {len(pieces):,} distinct pieces ({sum(map(len, pieces)) / 1e6:.1f} MB) once")
 print(json.dumps({"steps": steps, "source_mb": sum(len(t.encode("utf-8", "surrogateescape")) for t in texts.values()) / 1e6}))
 """

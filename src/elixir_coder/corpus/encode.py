@@ -23,7 +23,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.tokenizer import BOS, EOS, SEP
+from elixir_coder.corpus.tokenizer import BOS, EOS, SEP, PieceEncoder
 from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 
 # Byte-level BPE tokens of code are a few characters long: a prompt's head beyond this many
@@ -57,10 +57,11 @@ class PieceCache:
     them). Nothing is carried into the next task (:meth:`next_task`): a task costs the same
     wherever and after whatever it runs, so memory stays flat with corpus size and a corpus of
     near copies is not tokenized faster than a real one. A task holding over ``limit`` distinct
-    pieces keeps only the last ``limit`` to ``2 * limit`` of them (two generations)."""
+    pieces keeps only the last ``limit`` to ``2 * limit`` of them (two generations).
+    ``encode`` tokenizes the pieces missing from it."""
 
-    def __init__(self, limit: int = PIECE_CACHE):
-        self.limit = limit
+    def __init__(self, tok: Tokenizer, limit: int = PIECE_CACHE):
+        self.encode, self.limit = PieceEncoder(tok), limit
         self.current: dict[str, np.ndarray] = {}
         self.previous: dict[str, np.ndarray] = {}
 
@@ -188,9 +189,9 @@ class Encoder:
                 if piece not in found:
                     found[piece] = cache.get(piece)
         new = [piece for piece, ids in found.items() if ids is None]
-        for piece, e in zip(new, self.tok.encode_batch_fast(new, add_special_tokens=False)):
-            found[piece] = np.asarray(e.ids, dtype=np.int32)
-            cache.put(piece, found[piece])
+        for piece, ids in zip(new, cache.encode(new)):
+            found[piece] = ids
+            cache.put(piece, ids)
         self.batch_pieces, self.batch_texts = found, pieces
         empty = np.zeros(0, np.int32)
         return {t: np.concatenate([found[piece] for piece in ps]) if ps else empty for t, ps in pieces.items()}

@@ -172,7 +172,7 @@ def _setup_worker(tokenizer_path: str, rec: dict) -> None:
 
     tok = Tokenizer.from_file(tokenizer_path)
     labeler = make_labeler(rec["labeler"]) if rec["sources"].get("source_dir") else None
-    pieces = PieceCache() if piecewise(tok) else None  # emptied at the start of each task
+    pieces = PieceCache(tok) if piecewise(tok) else None  # emptied at the start of each task
     _worker.update(key=tokenizer_path, tok=tok, special=special_ids(tok), rec=rec, labeler=labeler, pieces=pieces)
 
 
