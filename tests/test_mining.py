@@ -294,6 +294,9 @@ def test_unlabelable_text_is_counted_not_called_clean():
     labeler = DetectorLabeler()
     clean = "defmodule A do\n  @moduledoc false\n  def f(x), do: x\nend\n"
     assert labeler.label([clean, "defmodule A do\n  def f(x) do\n"]) == [(set(), set()), None]
+    # Balanced, but the rest (and any finding in it) is inside a heredoc that never closes.
+    open_heredoc = 'defmodule A do\n  @moduledoc false\n  def f(x), do: x\nend\n@doc """\ndef badName, do: IO.inspect(1)\n'
+    assert labeler.label([open_heredoc, open_heredoc.replace("@doc", "@doc ~S")]) == [None, None]
     files = {"lib/a.ex": "defmodule A do\n  def f(x) do\n    [x\n  end\nend\n"}
     records, stats = mine(files, classify_fraction=1.0)
     assert stats["unlabelable_for_classification"] == 1

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from elixir_coder.corpus.checks import detect_quality, detect_security
+from elixir_coder.corpus.checks import Source, detect_quality, detect_security
 from elixir_coder.errors import DataError
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS
 
@@ -31,7 +31,6 @@ Labels = tuple[set[str], set[str]]
 _SECURITY_SINKS = re.compile(
     r"\b(?:File|query|raw|send_resp|send_file|cmd|to_atom|binary_to_term|eval_string|eval_file|eval_quoted|fetch_session)\b"
 )
-_PROBE = "\ndef elixirCoderProbe, do: nil\n"
 INSTALL = {
     "CREDO": ("credo", "mix escript.install hex credo"),
     "SOBELOW": ("sobelow", "mix escript.install hex sobelow"),
@@ -54,12 +53,13 @@ class DetectorLabeler:
     def label(self, texts: Sequence[str], stats: Counter | None = None) -> list[Labels | None]:
         out: list[Labels | None] = []
         for text in texts:
-            quality = detect_quality(text)
-            security = detect_security(text) if _SECURITY_SINKS.search(text) else set()
-            # The detectors also answer "nothing found" for code they cannot lex into a balanced
-            # structure. Only then is the answer ambiguous; a one-line def with a camelCase name
-            # added at the end is reported on any code they can read, so it tells the two apart.
-            if not quality and not security and not detect_quality(text + _PROBE):
+            src = Source(text)  # lexed once, for both detectors
+            quality = detect_quality(src)
+            security = detect_security(src) if _SECURITY_SINKS.search(text) else set()
+            # The detectors also answer "nothing found" for code they cannot read: code that does
+            # not lex into a balanced structure, or ends inside an unterminated string, heredoc
+            # or sigil. Only then is the answer ambiguous.
+            if not quality and not security and (not src.balanced or src.unterminated):
                 out.append(None)
             else:
                 out.append((quality, security))

@@ -53,6 +53,7 @@ class _Lexer:
         self.code = code
         self.n = len(code)
         self.line_starts = [0] + [m.end() for m in re.finditer("\n", code)]
+        self.unterminated = False  # the code ends inside a string, heredoc, sigil or interpolation
 
     def line_of(self, pos: int) -> int:
         return bisect.bisect_right(self.line_starts, pos)
@@ -157,6 +158,7 @@ class _Lexer:
                 return i + 1, interp
             else:
                 i += 1
+        self.unterminated = True
         return n, interp
 
     def _heredoc(self, i: int, quote: str, allow_interp: bool) -> tuple[int, bool]:
@@ -165,8 +167,10 @@ class _Lexer:
         closing = re.compile(r"^[ \t]*" + re.escape(quote * 3), re.M)
         nl = code.find("\n", i)
         if nl < 0:
+            self.unterminated = True
             return n, False
         m = closing.search(code, nl + 1)
+        self.unterminated |= m is None
         end = n if m is None else m.end()
         body = code[nl + 1 : end]
         return end, allow_interp and "#{" in body
@@ -236,8 +240,14 @@ class _Lexer:
 
 def tokenize(code: str) -> list[Token]:
     """All tokens of ``code`` (comments and newlines included); never raises on odd input."""
-    tokens, _ = _Lexer(code).lex(0, stop_at_brace=False)
-    return tokens
+    return _tokenize(code)[0]
+
+
+def _tokenize(code: str) -> tuple[list[Token], bool]:
+    """The tokens of ``code`` and whether it ends inside an unterminated literal."""
+    lexer = _Lexer(code)
+    tokens, _ = lexer.lex(0, stop_at_brace=False)
+    return tokens, lexer.unterminated
 
 
 # -- structure ----------------------------------------------------------------
@@ -279,7 +289,7 @@ class Source:
 
     def __init__(self, code: str):
         self.code = code
-        self.all_tokens = tokenize(code)
+        self.all_tokens, self.unterminated = _tokenize(code)
         self.t = [tok for tok in self.all_tokens if tok.kind != "comment"]
         self.partner: dict[int, int] = {}
         self.depth: list[int] = []

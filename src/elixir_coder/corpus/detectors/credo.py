@@ -491,9 +491,9 @@ QUALITY_RULES = {
 }
 
 
-def detect_quality(code: str) -> set[str]:
+def detect_quality(code: str | Source) -> set[str]:
     """Credo check names (``labels.QUALITY_LABELS``) that ``code`` violates under default params."""
-    src = Source(code)
+    src = code if isinstance(code, Source) else Source(code)
     if not src.balanced:
         return set()
     return {label for label, rule in QUALITY_RULES.items() if rule(src)}

@@ -200,12 +200,12 @@ def pipeline_plugs(src: Source) -> list[tuple[int, list[str]]]:
     return out
 
 
-def detect_security(code: str) -> set[str]:
+def detect_security(code: str | Source) -> set[str]:
     """Sobelow finding names (``labels.SECURITY_LABELS``) for ``code``: a sink whose checked argument
     is not a literal, inside a def/defp body, following each check's ``parse_def``; Config.CSRF for a
     pipeline that fetches the session without ``:protect_from_forgery``. XSS.Raw is not reported in
     controllers (Sobelow looks at their templates instead); the module name stands in for the file name."""
-    src = Source(code)
+    src = code if isinstance(code, Source) else Source(code)
     if not src.balanced:
         return set()
     found: set[str] = set()
