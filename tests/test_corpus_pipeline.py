@@ -304,7 +304,7 @@ def test_piece_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
     records += [{"task": "quality", "text": texts[0].read_text(), "labels": []},
                 {"task": "code_generation", "prompt": "", "completion": long, "boundaries": bounds},
                 {"task": "code_generation", "prompt": "", "completion": script, "boundaries": top}]
-    runs, small = [], PieceCache(limit=64)  # small: generations roll over in the middle of a batch
+    runs, small = [], PieceCache(tok, limit=64)  # small: generations roll over in the middle of a batch
     for cache in (small, None):
         stats = Counter()
         enc = Encoder(tok, meta["special_tokens"], 256, stats, cache)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from elixir_coder.corpus.labelers import CredoSobelowLabeler, DetectorLabeler, make_labeler
-from elixir_coder.corpus.layout import arities
+from elixir_coder.corpus.layout import arities, defined_names
 from elixir_coder.corpus.mining import mine_project
 from elixir_coder.corpus.records import validate_record
 from elixir_coder.errors import DataError
@@ -192,6 +192,30 @@ def test_a_project_mined_in_pieces_gives_the_same_records(project, pieces):
     key = lambda r: sorted((k, str(v)) for k, v in r.items())  # noqa: E731
     assert sorted(map(key, parts)) == sorted(map(key, whole)) and part_stats == whole_stats
     assert only(whole, "test_generation", "describe_block")  # the context mattered
+
+
+class Reads(dict):
+    """Files that note which of them were read (preparation reads a task's files lazily)."""
+
+    def __init__(self, files):
+        super().__init__(files)
+        self.read = set()
+
+    def __getitem__(self, path):
+        self.read.add(path)
+        return super().__getitem__(path)
+
+
+def test_a_chunk_reads_only_its_files_and_the_modules_its_tests_name(project):
+    """With each file's defined names known from the scan pass, a chunk of a big project reads its
+    own files and the modules its tests are paired with, not the whole project, and mines the same."""
+    defines = {path: defined_names(text) for path, text in project.items()}
+    for test, lib in (("test/shop/cart_test.exs", "lib/shop/cart.ex"), ("test/shop_test.exs", "lib/shop.ex")):
+        files = Reads(project)
+        records, stats = mine(files, emit={test}, defines=defines)
+        assert (records, stats) == mine(project, emit={test})
+        assert files.read == {test, lib}
+        assert only(records, "test_generation", "describe_block", test)
 
 
 @pytest.mark.parametrize(

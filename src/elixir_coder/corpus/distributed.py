@@ -43,7 +43,7 @@ import numpy as np
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 
-from elixir_coder.corpus.prepare import Preparation, _encode
+from elixir_coder.corpus.prepare import Kept, Preparation, _encode
 from elixir_coder.corpus.scan import scan as _scan
 from elixir_coder.errors import DataError
 from elixir_coder.io import fsync_dir
@@ -55,16 +55,16 @@ def _check(rec: dict) -> None:
 
 
 def _row_to_json(row: tuple) -> list:
-    rel, reason, size, digest, sig, bounds, text = row
+    rel, reason, size, digest, sig, bounds, defines, text = row
     return [rel, reason, size, digest.hex() if digest is not None else None, sig.tolist() if sig is not None else None,
-            bounds.tolist() if bounds is not None else None, text]
+            bounds.tolist() if bounds is not None else None, defines, text]
 
 
 def _row_from_json(row: list) -> tuple:
-    rel, reason, size, digest, sig, bounds, text = row
+    rel, reason, size, digest, sig, bounds, defines, text = row
     return (rel, reason, size, bytes.fromhex(digest) if digest is not None else None,
             np.asarray(sig, dtype=np.uint64) if sig is not None else None,
-            np.asarray(bounds, dtype=np.int32) if bounds is not None else None, text)
+            np.asarray(bounds, dtype=np.int32) if bounds is not None else None, tuple(defines), text)
 
 
 class _Stage(PipelineStep):
@@ -96,7 +96,8 @@ class ScanStep(_Stage):
 
 
 def _plan_state(prep: Preparation) -> dict:
-    return {"kept": [{rel: (b.tolist() if b is not None else None) for rel, b in kept.items()} for kept in prep.kept],
+    return {"kept": [{rel: [k.bounds.tolist() if k.bounds is not None else None, k.defines] for rel, k in kept.items()}
+                     for kept in prep.kept],
             "stats": dict(prep.stats), "skipped": dict(prep.skipped), "examples": prep.examples}
 
 
@@ -120,7 +121,8 @@ class PlanStep(_Stage):
 def _planned(step: _Stage) -> Preparation:
     prep = step.preparation()
     state = json.loads((step.work / "plan.json").read_text())
-    prep.kept = [{rel: (np.asarray(b, dtype=np.int32) if b is not None else None) for rel, b in kept.items()} for kept in state["kept"]]
+    prep.kept = [{rel: Kept(np.asarray(b, dtype=np.int32) if b is not None else None, tuple(d)) for rel, (b, d) in kept.items()}
+                 for kept in state["kept"]]
     prep.stats, prep.skipped = Counter(state["stats"]), Counter(state["skipped"])  # discovery's counts included
     prep.examples = state["examples"]
     return prep

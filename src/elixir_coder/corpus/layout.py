@@ -21,6 +21,8 @@ ALIAS = r"[A-Z]\w*(?:\.[A-Z]\w*)*"
 MODULE_RE = re.compile(
     rf"^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{ALIAS})(?:\s*,\s*for:\s*(?P<for>{ALIAS}))?\s+do\s*(?:#.*)?$"
 )
+# Any definition line, formatted or not (a looser match than MODULE_RE): what a file may define.
+_DEFINES = re.compile(rf"(?m)^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{ALIAS})(?:\s*,\s*for:\s*(?P<for>{ALIAS}))?")
 BLOCK_OPEN_RE = re.compile(r"(?:^|[\s)\]}])do\s*(?:#.*)?$")
 DOC_HEREDOC_RE = re.compile(r"""^[ \t]*@(?P<attr>moduledoc|doc)\s+(?:~[sS])?(?:\"\"\"|''')\s*$""")
 DOC_LINE_RE = re.compile(r'^[ \t]*@(?P<attr>moduledoc|doc)\s+(?P<sigil>~[sS])?"(?P<body>(?:[^"\\]|\\.)*)"\s*$')
@@ -66,6 +68,13 @@ class Module:
     functions: list[Function] = field(default_factory=list)
     blocks: list[tuple[int, int, str]] = field(default_factory=list)  # other multi-line statements: (start, end, first line)
     children: list[Module] = field(default_factory=list)
+
+
+def defined_names(text: str) -> tuple[str, ...]:
+    """The last segments of the module names ``text``'s definition lines give (``A.B`` -> ``B``;
+    a ``defimpl``'s type), sorted: a cheap superset of the modules a file may define, found
+    with one regex pass, so a module can be looked up without laying out every file."""
+    return tuple(sorted({(m["for"] or m["name"]).rsplit(".", 1)[-1] for m in _DEFINES.finditer(text)}))
 
 
 class Layout:

@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 
 from elixir_coder.corpus.labelers import Labeler, make_labeler
-from elixir_coder.corpus.layout import ALIAS, DESCRIBE_RE, Function, Layout, Module
+from elixir_coder.corpus.layout import DESCRIBE_RE, Function, Layout, Module, defined_names
 from elixir_coder.errors import DataError
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS
 
@@ -52,7 +52,6 @@ CLASSIFY_FRACTION = 0.1
 _IEX = re.compile(r"^\s*iex(?:\(\d+\))?>")
 _ONE_LINE_DO = re.compile(r"(?:,\s*|^\s*)do:")
 _HEADING = re.compile(r"^\s*#+\s")
-_DEFINES = re.compile(rf"(?m)^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{ALIAS})(?:\s*,\s*for:\s*(?P<for>{ALIAS}))?")
 _FUN_ARITY = re.compile(r"^(?:(?P<module>[A-Z][\w]*(?:\.[A-Z]\w*)*)\.)?(?P<name>[a-z_]\w*[?!]?)/(?P<arity>\d+)\b")
 
 
@@ -64,10 +63,13 @@ def mine_project(
     classify_max_lines: int = CLASSIFY_MAX_LINES,
     classify_fraction: float = CLASSIFY_FRACTION,
     emit: Collection[str] | None = None,
+    defines: Mapping[str, Collection[str]] | None = None,
 ) -> Iterator[dict]:
     """Records of all tasks from one project's ``.ex``/``.exs`` files (relative posix path -> text).
     ``emit``: only the records of these files; the project's other source (not test) files are still
-    read as the context a test file is paired with, so a big project can be mined in pieces."""
+    read as the context a test file is paired with, so a big project can be mined in pieces.
+    ``defines``: each file's :func:`~elixir_coder.corpus.layout.defined_names`, when known already
+    (then ``files`` may read its texts lazily: only the files mined or paired with a test are read)."""
     if not 0.0 <= classify_fraction <= 1.0:
         raise DataError(f"classify_fraction={classify_fraction}: must be between 0 and 1")
     if classify_max_lines < 1:
@@ -82,7 +84,7 @@ def mine_project(
                 mined.append(path)
             else:
                 stats["blank_file"] += 1
-    modules = _Modules(files, layouts)
+    modules = _Modules(files, layouts, defines)
     units: list[tuple[str, str, str]] = []  # (path, kind, text) to classify
     for path in mined:
         lay = layouts[path]
@@ -115,18 +117,18 @@ class _Layouts(dict):
 class _Modules:
     """Module name -> (path, module) over the project's non-test files, the last definition in
     path order winning. A file is laid out for a name only when one of its ``defmodule`` /
-    ``defprotocol`` / ``defimpl`` lines ends the name (a looser match than the layout's), so a
-    chunk of a big project lays out the modules its tests name, not the whole project."""
+    ``defprotocol`` / ``defimpl`` lines ends the name (:func:`defined_names`), so a chunk of a
+    big project lays out the modules its tests name, not the whole project."""
 
-    def __init__(self, files: Mapping[str, str], layouts: _Layouts):
+    def __init__(self, files: Mapping[str, str], layouts: _Layouts, defines: Mapping[str, Collection[str]] | None = None):
         self.files, self.layouts = files, layouts
-        self.paths = [p for p in sorted(files) if not _is_test(p) and files[p].strip()]
+        self.paths = [p for p in sorted(files) if not _is_test(p) and (defines is not None or files[p].strip())]
         self.found: dict[str, tuple[str, Module] | None] = {}
-        self._defines: dict[str, set[str]] = {}  # path -> last segments of the names its definition lines give
+        self._defines = dict(defines or {})  # path -> defined_names(text)
 
-    def _segments(self, path: str) -> set[str]:
+    def _segments(self, path: str) -> Collection[str]:
         if path not in self._defines:
-            self._defines[path] = {(m["for"] or m["name"]).rsplit(".", 1)[-1] for m in _DEFINES.finditer(self.files[path])}
+            self._defines[path] = defined_names(self.files[path])
         return self._defines[path]
 
     def get(self, name: str | None) -> tuple[str, Module] | None:
@@ -134,8 +136,8 @@ class _Modules:
             return None
         if name not in self.found:
             last, hit = name.rsplit(".", 1)[-1], None
-            for path in self.paths:  # a substring search first: the definition lines only of files holding the name
-                if last in self.files[path] and last in self._segments(path):
+            for path in self.paths:  # a substring search first, unless the names are known: definition lines only of files holding it
+                if (path in self._defines or last in self.files[path]) and last in self._segments(path):
                     for mod in _walk(self.layouts[path].modules):
                         if mod.name == name:
                             hit = (path, mod)

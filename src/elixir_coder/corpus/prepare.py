@@ -33,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from elixir_coder.corpus.records import iter_jsonl_from, validate_record
 from elixir_coder.corpus.report import build_report
 from elixir_coder.corpus.scan import CHUNK_BYTES, chunks_by_size, sample_rate, scan_items
 from elixir_coder.corpus.scan import scan as scan_files
-from elixir_coder.corpus.projects import FileLimits, Project, decode_source, discover, read_files
+from elixir_coder.corpus.projects import FileLimits, KeptFiles, Project, decode_source, discover, read_files
 from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, piecewise, special_ids, tokenizer_id
 from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
@@ -128,7 +129,14 @@ def module_unit(rel: str) -> str:
 
 # -- pass 2: encode ----------------------------------------------------------------------------
 
-def _encode_chunks(project: Project, kept: dict[str, np.ndarray | None]) -> Iterator[list[str] | None]:
+class Kept(NamedTuple):
+    """What the scan pass learnt of a file kept for training."""
+
+    bounds: np.ndarray | None  # lines where its top-level definitions start (long files only)
+    defines: tuple[str, ...]  # layout.defined_names: the modules a task may look for in it
+
+
+def _encode_chunks(project: Project, kept: dict[str, Kept]) -> Iterator[list[str] | None]:
     """The kept files of a project in tasks of about ``CHUNK_BYTES`` of source (None: the whole
     project in one task); each task still reads the project's other source files as context.
     Files are ordered by module (``lib/a/b.ex`` beside ``test/a/b_test.exs``), so a test file's
@@ -148,7 +156,7 @@ class EncodeItem:
 
     number: int
     project: Project | None = None
-    kept: dict[str, np.ndarray | None] | None = None  # rel -> boundaries (long files only)
+    kept: dict[str, Kept] | None = None
     emit: list[str] | None = None  # the kept files whose records this task writes (None: all)
     records: list[dict] | None = None  # demo records
     jsonl: tuple[str, int, int, int] | None = None  # (file, byte offset, line, record index) of a chunk
@@ -191,15 +199,14 @@ def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dic
     if item.project is not None:
         from elixir_coder.corpus.mining import mine_project
 
-        files, skipped, mined = {}, Counter(), Counter()
-        for rel, raw in read_files(item.project, skipped):
-            if rel in item.kept:
-                files[rel] = raw.decode("utf-8")
+        mined = Counter()
+        files = KeptFiles(item.project, item.kept)
         emit = set(item.emit) if item.emit is not None else None
-        records = list(mine_project(files, labeler=_worker["labeler"], stats=mined, emit=emit, **rec["mining"]))
+        records = list(mine_project(files, labeler=_worker["labeler"], stats=mined, emit=emit,
+                                    defines={rel: k.defines for rel, k in item.kept.items()}, **rec["mining"]))
         stats.update({f"mining/{k}": v for k, v in mined.items()})
-        long_files = {files[rel]: b.tolist() for rel, b in item.kept.items()
-                      if b is not None and rel in files and (emit is None or rel in emit)}
+        long_files = {files[rel]: k.bounds.tolist() for rel, k in item.kept.items()
+                      if k.bounds is not None and (emit is None or rel in emit)}
         for r in records:
             r = validate_record(r, f"{item.project.name}/{r.get('source')}: mined record")
             stats[f"records/{r['task']}/{r.get('kind', 'record')}"] += 1
@@ -388,7 +395,7 @@ class Preparation:
                             f"skipped: {dict(self.skipped)}")
         self.by_project = rec["split_by"] == "project" or (rec["split_by"] == "auto" and len(self.projects) >= rec["min_projects"])
         self.licenses = sorted({p.license for p in self.projects} | ({DEMO_LICENSE} if "demo" in rec["sources"] else set()) | {"unknown"})
-        self.kept: list[dict[str, np.ndarray | None]] = [{} for _ in self.projects]
+        self.kept: list[dict[str, Kept]] = [{} for _ in self.projects]
         self.record_items: list[EncodeItem] = []
 
     # -- scan ---------------------------------------------------------------------------------
@@ -407,7 +414,7 @@ class Preparation:
             skipped.update(skip)
             name = self.projects[k].name
             train = self.by_project and split_of(name, rec) == "train"
-            for rel, reason, size, digest, sig, bounds, text in rows:
+            for rel, reason, size, digest, sig, bounds, defines, text in rows:
                 stats["files_seen"] += 1
                 stats["source_bytes_seen"] += size
                 if reason is None:
@@ -418,7 +425,7 @@ class Preparation:
                         self.examples[reason].append(f"{name}/{rel}")
                     continue
                 stats["files_parsed"] += 1
-                self.kept[k][rel] = bounds
+                self.kept[k][rel] = Kept(bounds, defines)
                 in_train = train or (not self.by_project and split_of(f"{name}:{module_unit(rel)}", rec) == "train")
                 if text is not None and in_train and budget > 0:
                     sample.append(text)

@@ -18,7 +18,7 @@ import os
 import re
 import tarfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,6 +218,50 @@ def read_files(project: Project, skipped: Counter) -> Iterator[tuple[str, bytes]
                 skipped["vendored"] += 1
             else:
                 yield m.name, contents.extractfile(m).read()
+
+
+class KeptFiles(Mapping[str, str]):
+    """The files of a project kept by the scan pass, as path -> text. A folder's files are read
+    when first used: an encode task of a big project reads its own files and the few its tests
+    are paired with, where reading the whole project for each of its tasks made the reading
+    quadratic in project size. A Hex tarball (one task) is read whole."""
+
+    def __init__(self, project: Project, kept: Collection[str]):
+        self.project, self.rels, self.texts = project, sorted(kept), {}
+        self.kept = set(self.rels)
+        if project.kind != "dir":
+            for rel, raw in read_files(project, Counter()):
+                if rel in self.kept:
+                    self.texts[rel] = self._decode(rel, raw)
+
+    def __getitem__(self, rel: str) -> str:
+        text = self.texts.get(rel)
+        if text is None:
+            if rel not in self.kept:
+                raise KeyError(rel)
+            try:
+                raw = (Path(self.project.path) / rel).read_bytes()
+            except OSError as exc:
+                raise DataError(f"{Path(self.project.path) / rel}: unreadable since the scan pass read it ({exc.strerror}); "
+                                "prepare the data again") from exc
+            text = self.texts[rel] = self._decode(rel, raw)
+        return text
+
+    def _decode(self, rel: str, raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.project.path}/{rel}: changed since the scan pass read it (no longer UTF-8); "
+                            "prepare the data again") from exc
+
+    def __contains__(self, rel: object) -> bool:
+        return rel in self.kept
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rels)
+
+    def __len__(self) -> int:
+        return len(self.rels)
 
 
 def decode_source(raw: bytes, limits: FileLimits) -> tuple[str | None, str | None]:

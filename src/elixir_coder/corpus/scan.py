@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from elixir_coder.corpus.dedup import DedupConfig, content_hash, signature
+from elixir_coder.corpus.layout import defined_names
 from elixir_coder.corpus.projects import FileLimits, Project, decode_source, read_files
 
 
@@ -23,7 +24,8 @@ class ScanItem:
 
 
 def scan(args: tuple[Project, ScanItem, dict, float]) -> tuple[int, list[tuple], Counter]:
-    """Per file: (rel, reason or None, bytes, digest, signature, boundaries if long, tokenizer text)."""
+    """Per file: (rel, reason or None, bytes, digest, signature, boundaries if long, the names it
+    may define (:func:`~elixir_coder.corpus.layout.defined_names`), tokenizer text)."""
     project, item, rec, sample_rate = args
     from elixir_coder.corpus.parser import shared_parser
 
@@ -32,7 +34,7 @@ def scan(args: tuple[Project, ScanItem, dict, float]) -> tuple[int, list[tuple],
     view = Project(**{**project.__dict__, "files": item.rels}) if item.rels is not None else project
     for rel, raw in read_files(view, skipped):
         text, reason = decode_source(raw, limits)
-        out.append([rel, reason, len(raw), None, None, None, None])
+        out.append([rel, reason, len(raw), None, None, None, (), None])
         texts.append(text)
     parsed = shared_parser().parse_many([t for t in texts if t is not None])
     it = iter(parsed)
@@ -47,8 +49,9 @@ def scan(args: tuple[Project, ScanItem, dict, float]) -> tuple[int, list[tuple],
         row[4] = signature(text, dedup) if dedup.near else None
         if len(text) > rec["max_sample_tokens"]:  # only a file this long can need splitting
             row[5] = np.asarray(result.boundaries, dtype=np.int32)
+        row[6] = defined_names(text)
         if sampled(f"{project.name}/{row[0]}", rec["seed"], sample_rate):
-            row[6] = text
+            row[7] = text
     return item.project, [tuple(r) for r in out], skipped
 
 
