@@ -376,3 +376,25 @@ def test_jsonl_is_read_in_chunks_by_workers_with_per_record_licenses(tmp_path, m
     for info in one["splits"].values():
         by_license.update(info["licenses"])
     assert by_license == {"MIT": 14, "unknown": 26}
+
+
+def test_a_file_changed_between_the_passes_is_one_clear_error(corpus, tmp_path):
+    """The encode pass reads files again (lazily); one that vanished or stopped being UTF-8 since
+    the scan pass is named instead of being dropped or crashing the worker."""
+    import shutil as sh
+
+    from elixir_coder.corpus import prepare as prep
+    from elixir_coder.corpus.scan import scan
+
+    root = tmp_path / "corpus"
+    sh.copytree(corpus / "beta", root / "beta")
+    for change, message in ((lambda f: f.unlink(), "unreadable since the scan pass read it"),
+                            (lambda f: f.write_bytes(b"\xff\xfe"), "changed since the scan pass read it")):
+        target = root / "beta" / "lib" / "beta" / "cart.ex"
+        target.write_text(MODULE.format(ns="Beta", name="Cart", what="carts", n=1))
+        work = prep.Preparation(tmp_path / "out", rec_for(root, split_by="file"), workers=1)
+        work.out.mkdir(exist_ok=True)
+        work.plan(map(scan, work.scan_tasks()))
+        change(target)
+        with pytest.raises(DataError, match=f"beta/lib/beta/cart.ex: {message}"):
+            [prep._encode(t) for t in work.encode_tasks()]
