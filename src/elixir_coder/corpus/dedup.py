@@ -59,17 +59,17 @@ def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
     """MinHash values of the file's word shingles (None for files too short to shingle).
 
     Computed with numpy rather than ``MinHash.update_batch`` (which hashes every shingle with
-    SHA-1 in Python, the slowest step of preparation): words are hashed once each (CRC-32),
-    shingles are combined in vectorised 64-bit arithmetic, and the ``num_perm`` hash functions
-    are multiply-shift hashes ``(a*x + b) mod 2^64 >> 32`` (``a`` odd), a universal family that
-    needs no division, applied as broadcasts over blocks of shingles. The values feed
-    datasketch's ``MinHashLSH`` unchanged, which only bands them.
+    SHA-1 in Python, the slowest step of preparation): words are hashed with CRC-32, shingles are
+    combined in vectorised 64-bit arithmetic, and the ``num_perm`` hash functions are
+    multiply-shift hashes ``(a*x + b) mod 2^64 >> 32`` (``a`` odd), a universal family that needs
+    no division, applied as broadcasts over blocks of distinct shingles. The shift is monotone, so
+    it is applied to the minima only. The values feed datasketch's ``MinHashLSH`` unchanged, which
+    only bands them.
     """
     words = _WORD.findall(text.encode("utf-8", "surrogateescape"))
     if len(words) < cfg.shingle:
         return None
-    table = {w: zlib.crc32(w) for w in set(words)}
-    ids = np.fromiter(map(table.__getitem__, words), dtype=np.uint64, count=len(words))
+    ids = np.fromiter(map(zlib.crc32, words), dtype=np.uint64, count=len(words))
     n = len(ids) - cfg.shingle + 1
     acc = np.zeros(n, dtype=np.uint64)
     a, b = _permutations(cfg.num_perm)
@@ -77,12 +77,16 @@ def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
     with np.errstate(over="ignore"):
         for j in range(cfg.shingle):
             acc = (acc * np.uint64(0x100000001B3)) ^ ids[j : j + n]
-        x = np.unique((acc ^ (acc >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
+        # Distinct shingles by sorting 32-bit values (np.unique's hash table was 3x slower here).
+        x = np.sort(((acc ^ (acc >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+        x = x[np.r_[True, x[1:] != x[:-1]]].astype(np.uint64)
+        block = np.empty((min(len(x), _CHUNK), cfg.num_perm), dtype=np.uint64)
         for k in range(0, len(x), _CHUNK):
-            block = x[k : k + _CHUNK, None] * a[None, :]
-            block += b[None, :]
-            block >>= np.uint64(32)
-            np.minimum(out, block.min(axis=0), out=out)
+            part = block[: len(x[k : k + _CHUNK])]
+            np.multiply(x[k : k + _CHUNK, None], a[None, :], out=part)
+            part += b[None, :]
+            np.minimum(out, part.min(axis=0), out=out)
+        out >>= np.uint64(32)
     return out
 
 
