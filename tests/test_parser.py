@@ -131,6 +131,28 @@ def test_hostile_bytes_get_answers(elixir):
     assert elixir.pid == pid
 
 
+
+@pytest.mark.elixir
+@needs_elixir
+def test_server_is_compiled_once_into_the_cache(monkeypatch, tmp_path):
+    """The server module is compiled on first use and started from the cache afterwards (half the
+    CPU of a start); where the cache cannot be written it still runs, from source."""
+    monkeypatch.setenv("ELIXIR_CODER_CACHE", str(tmp_path / "cache"))
+    parser_module._compiled_server.cache_clear()
+    with ElixirParser(backend="elixir") as elixir:
+        assert elixir.parse(VALID).ok
+    [built] = (tmp_path / "cache").iterdir()
+    assert (built / "Elixir.ElixirCoder.ParseServer.beam").is_file()
+    assert ["-pa", str(built)] == parser_module._server_command(shutil.which("elixir"))[3:5]
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("ELIXIR_CODER_CACHE", str(tmp_path / "file" / "cache"))
+    parser_module._compiled_server.cache_clear()
+    assert "-r" in parser_module._server_command(shutil.which("elixir"))
+    with ElixirParser(backend="elixir") as elixir:
+        assert elixir.parse(VALID).ok and not elixir.parse("def f(").ok
+    parser_module._compiled_server.cache_clear()
+
 @pytest.mark.elixir
 @needs_elixir
 def test_fresh_atoms_are_not_created(monkeypatch):

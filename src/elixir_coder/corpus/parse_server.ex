@@ -1,4 +1,5 @@
-# Long-lived syntax checker driven by elixir_coder.corpus.parser.
+# Long-lived syntax checker driven by elixir_coder.corpus.parser, which runs
+# ElixirCoder.ParseServer.main() (the module compiled once into a cache folder).
 #
 # No Python package exposes the real Elixir parser, so Python talks to this
 # script over stdin/stdout. It ONLY parses (Code.string_to_quoted/2): snippets
@@ -180,5 +181,3 @@ defmodule ElixirCoder.ParseServer do
 
   defp bad_bytes(rest), do: inspect(binary_part(rest, 0, min(byte_size(rest), 4)))
 end
-
-ElixirCoder.ParseServer.main()
