@@ -229,7 +229,7 @@ def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dic
         enc.add(records, item.license_id, item.source_id)
         tokens, index = enc.take()
         stats[f"split/{split}/samples"] += len(index)
-        np.save(Path(parts_dir) / f"{item.number:07d}-{split}-tokens.npy", tokens.astype(tokenized.token_dtype(len(_worker["tok"].get_vocab()))))
+        np.save(Path(parts_dir) / f"{item.number:07d}-{split}-tokens.npy", tokens.astype(tokenized.token_dtype(_worker["tok"].get_vocab_size())))
         np.save(Path(parts_dir) / f"{item.number:07d}-{split}-index.npy", index)
         written[split] = (len(index), int(tokens.size))
     return item.number, written, stats
