@@ -290,8 +290,9 @@ def test_cut_points_prefer_boundaries_and_fall_back_to_windows():
 
 
 def test_piece_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
-    """Preparation tokenizes each distinct piece of text (about a line) once; the samples are
-    exactly those of encoding every text whole, long files' cuts included."""
+    """Preparation tokenizes plain (ASCII) texts whole with tiktoken and the others by distinct
+    pieces (about a line) once; the samples are exactly those of ``tokenizers`` encoding every
+    text whole, long files' cuts included."""
     out, meta = prepared
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     assert piecewise(tok)
@@ -304,6 +305,10 @@ def test_piece_cache_gives_the_tokenizers_own_encoding(prepared, corpus):
     records += [{"task": "quality", "text": texts[0].read_text(), "labels": []},
                 {"task": "code_generation", "prompt": "", "completion": long, "boundaries": bounds},
                 {"task": "code_generation", "prompt": "", "completion": script, "boundaries": top}]
+    # The same with a non-ASCII comment (or our special tokens' text): these take the piece path.
+    records += [{**r, "completion": "# café\n" + r["completion"], "boundaries": [b + 1 for b in r["boundaries"]]}
+                if "boundaries" in r else {**r, "text": "# <eos>\n" + r["text"]} if "text" in r
+                else {**r, "prompt": "# café\n", "completion": r["completion"].replace("end", "end # naïve")} for r in records]
     runs, small = [], PieceCache(tok, limit=64)  # small: generations roll over in the middle of a batch
     for cache in (small, None):
         stats = Counter()

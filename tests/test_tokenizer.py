@@ -27,6 +27,11 @@ def test_trained_tokenizer_takes_the_fast_path_with_the_same_ids():
     assert encode.fast is not None  # a BPE trained by tokenizers is rank-consistent
     pieces = list(dict.fromkeys(p for t in texts for p in split_pieces(t)))
     assert [ids.tolist() for ids in encode(pieces)] == hf_ids(tok, pieces)
+    for text in texts[:100]:  # plain texts are tokenized whole, and token offsets come with them
+        assert encode.plain(text)
+        ids, whole = encode.whole(text), tok.encode(text, add_special_tokens=False)
+        assert ids.tolist() == whole.ids and encode.starts(ids).tolist() == [start for start, _ in whole.offsets]
+    assert not encode.plain("# café") and not encode.plain("x = <eos>") and encode.plain("x = <eos")
 
     rng = random.Random(0)  # what the split regex and the merges see at their edges
     parts = [" ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x7f", "'s", "'t", "'re", "'ll", "'", "def", "do",

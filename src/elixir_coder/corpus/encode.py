@@ -52,9 +52,10 @@ def split_pieces(text: str) -> list[str]:
 
 
 class PieceCache:
-    """Tokens of the pieces of text a worker has tokenized in its current task. Mined records
-    repeat a task's lines many times (a file, its modules, functions, docs, the tests quoting
-    them). Nothing is carried into the next task (:meth:`next_task`): a task costs the same
+    """Tokens of the pieces of text a worker has tokenized in its current task, for the texts
+    tiktoken cannot take whole (see :class:`~elixir_coder.corpus.tokenizer.PieceEncoder`: non-ASCII
+    text, or a tokenizer it cannot stand in for). Mined records repeat a task's lines many times
+    (a file, its modules, functions, docs, the tests quoting them). Nothing is carried into the next task (:meth:`next_task`): a task costs the same
     wherever and after whatever it runs, so memory stays flat with corpus size and a corpus of
     near copies is not tokenized faster than a real one. A task holding over ``limit`` distinct
     pieces keeps only the last ``limit`` to ``2 * limit`` of them (two generations).
@@ -183,7 +184,15 @@ class Encoder:
         if self.pieces is None:
             encoded = self.tok.encode_batch_fast(texts, add_special_tokens=False)
             return {t: np.asarray(e.ids, dtype=np.int32) for t, e in zip(texts, encoded)}
-        cache, pieces, found = self.pieces, {t: split_pieces(t) for t in texts}, {}
+        # A plain text (nearly all code) is tokenized whole by tiktoken: faster than looking its
+        # pieces up. The others are tokenized by pieces, each distinct piece once.
+        coder, out, rest = self.pieces.encode, {}, []
+        for t in texts:
+            if coder.plain(t):
+                out[t] = coder.whole(t)
+            else:
+                rest.append(t)
+        cache, pieces, found = self.pieces, {t: split_pieces(t) for t in rest}, {}
         for ps in pieces.values():
             for piece in ps:
                 if piece not in found:
@@ -194,13 +203,16 @@ class Encoder:
             cache.put(piece, ids)
         self.batch_pieces, self.batch_texts = found, pieces
         empty = np.zeros(0, np.int32)
-        return {t: np.concatenate([found[piece] for piece in ps]) if ps else empty for t, ps in pieces.items()}
+        out.update((t, np.concatenate([found[piece] for piece in ps]) if ps else empty) for t, ps in pieces.items())
+        return out
 
     def _token_starts(self, text: str, ids: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
-        """(tokens, the character offset where each token starts) of a long completion. With the
-        piece cache a token is placed at its piece's start (a piece starting with its own newline
-        token: the rest one character later), which orders tokens against line starts exactly as
-        their real offsets do: all a cut at a line needs."""
+        """(tokens, the character offset where each token starts) of a long completion. A text
+        tokenized by pieces places a token at its piece's start (a piece starting with its own
+        newline token: the rest one character later), which orders tokens against line starts
+        exactly as their real offsets do: all a cut at a line needs."""
+        if ids is not None and self.pieces is not None and text not in self.batch_texts:  # tokenized whole
+            return ids, self.pieces.encode.starts(ids).tolist()
         if ids is not None and self.pieces is not None:
             pieces = self.batch_texts[text]
             counts = np.fromiter((len(self.batch_pieces[p]) for p in pieces), np.int64, len(pieces))

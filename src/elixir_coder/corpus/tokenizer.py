@@ -67,13 +67,13 @@ def _byte_chars() -> list[str]:
 
 
 class PieceEncoder:
-    """Token ids of pieces of text (see :func:`piecewise`), exactly as ``tok`` gives them.
+    """Token ids of texts, or of pieces of them (see :func:`piecewise`), exactly as ``tok`` gives them.
 
     Tokenizing is most of a preparation's work, and ``tokenizers`` spends most of its time on
     the bookkeeping of an ``Encoding`` (offsets, alignments, a Python object per piece) that
-    preparation never reads. OpenAI's ``tiktoken`` runs the same byte-level BPE without it, 4.6x
-    faster on the pieces of the Elixir checkout. It is used only where it provably gives the same
-    ids, and ``tokenizers`` everywhere else:
+    preparation never reads. OpenAI's ``tiktoken`` runs the same byte-level BPE without it, 4x
+    faster on the Elixir checkout. It is used only where it provably gives the same ids (a
+    *plain* text), and ``tokenizers`` everywhere else:
 
     - the tokenizer is a plain byte-level BPE (no normalizer, dropout, byte fallback, prefix or
       suffix) with all 256 bytes, and its merges are *rank-consistent*: merge i makes a token whose
@@ -81,7 +81,7 @@ class PieceEncoder:
       lowest id) applied to that token's bytes with lower ids only ends in exactly merge i's pair.
       Then, by induction on the merge steps, tiktoken makes the same merges as ``tokenizers``'
       merge list on any word (BPE tokenizers trained by ``tokenizers`` are; checked when built);
-    - a piece is ASCII (the split regex's letter, digit and space classes then mean the same in
+    - the text is ASCII (the split regex's letter, digit and space classes then mean the same in
       tokenizers' Oniguruma and tiktoken's regex engine, whatever their Unicode versions) and holds
       no added token's text (``tokenizers`` matches those first, e.g. ``<eos>`` in a source file).
     """
@@ -91,18 +91,30 @@ class PieceEncoder:
         spec = json.loads(tok.to_str())
         self.added = [t["content"] for t in spec.get("added_tokens") or []]
         self._added = re.compile("|".join(map(re.escape, self.added))) if self.added else None
-        self.fast = _tiktoken_bpe(spec) if piecewise(tok) else None
+        self.fast, ranks = _tiktoken_bpe(spec) if piecewise(tok) else (None, {})
+        self.lengths = np.zeros(max(ranks.values(), default=-1) + 1, dtype=np.int64)  # id -> bytes
+        for token, rank in ranks.items():
+            self.lengths[rank] = len(token)
+
+    def plain(self, text: str) -> bool:
+        """Whether tiktoken tokenizes ``text`` exactly as ``tok`` does (see the class)."""
+        return self.fast is not None and text.isascii() and (self._added is None or self._added.search(text) is None)
+
+    def whole(self, text: str) -> np.ndarray:
+        """The ids of a :meth:`plain` text."""
+        return np.asarray(self.fast.encode_ordinary(text), dtype=np.int32)
+
+    def starts(self, ids: np.ndarray) -> np.ndarray:
+        """The character offset where each token of a plain text starts (its bytes are its characters)."""
+        lengths = self.lengths[ids]
+        return np.cumsum(lengths) - lengths
 
     def __call__(self, pieces: list[str]) -> list[np.ndarray]:
+        """The ids of each piece."""
         if self.fast is None:
             return self._slow(pieces)
-        joined = "\0".join(pieces)
-        if joined.isascii() and (self._added is None or self._added.search(joined) is None):
-            fast = [True] * len(pieces)
-        else:
-            fast = [p.isascii() and (self._added is None or self._added.search(p) is None) for p in pieces]
-        encode = self.fast.encode_ordinary
-        out = [np.asarray(encode(p), dtype=np.int32) if ok else None for p, ok in zip(pieces, fast)]
+        fast = [True] * len(pieces) if self.plain("\0".join(pieces)) else [self.plain(p) for p in pieces]
+        out = [self.whole(p) if ok else None for p, ok in zip(pieces, fast)]
         slow = [p for p, ok in zip(pieces, fast) if not ok]
         if slow:
             it = iter(self._slow(slow))
@@ -113,15 +125,15 @@ class PieceEncoder:
         return [np.asarray(e.ids, dtype=np.int32) for e in self.tok.encode_batch_fast(pieces, add_special_tokens=False)]
 
 
-def _tiktoken_bpe(spec: dict):
-    """A tiktoken ``Encoding`` giving the BPE model of ``spec`` (a tokenizer.json) the same ids, or
-    None when that cannot be shown (see :class:`PieceEncoder`)."""
+def _tiktoken_bpe(spec: dict) -> tuple:
+    """A tiktoken ``Encoding`` giving the BPE model of ``spec`` (a tokenizer.json) the same ids,
+    and its tokens' bytes -> id; (None, {}) when that cannot be shown (see :class:`PieceEncoder`)."""
     import tiktoken
 
     model, chars = spec.get("model") or {}, _byte_chars()
     options = ("dropout", "continuing_subword_prefix", "end_of_word_suffix", "byte_fallback", "ignore_merges")
     if model.get("type") != "BPE" or any(model.get(k) for k in options) or not all(ch in model["vocab"] for ch in chars):
-        return None
+        return None, {}
     to_byte = {ch: b for b, ch in enumerate(chars)}
     ranks = {bytes([b]): model["vocab"][ch] for b, ch in enumerate(chars)}
 
@@ -136,7 +148,7 @@ def _tiktoken_bpe(spec: dict):
         left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
         x, y, made = as_bytes(left), as_bytes(right), model["vocab"].get(left + right)
         if x is None or y is None or made is None or made <= last or x + y in ranks:
-            return None
+            return None, {}
         ranks[x + y], last = made, made
     for merge in model["merges"]:  # tiktoken's rule on each token's bytes, lower ids only
         left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
@@ -149,11 +161,11 @@ def _tiktoken_bpe(spec: dict):
                 if rank < best:
                     best, at = rank, i
             if at < 0:
-                return None
+                return None, {}
             parts[at : at + 2] = [parts[at] + parts[at + 1]]
         if parts != [x, y]:
-            return None
-    return tiktoken.Encoding("elixir-coder-bpe", pat_str=_BYTE_LEVEL_SPLIT, mergeable_ranks=ranks, special_tokens={})
+            return None, {}
+    return tiktoken.Encoding("elixir-coder-bpe", pat_str=_BYTE_LEVEL_SPLIT, mergeable_ranks=ranks, special_tokens={}), ranks
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
