@@ -55,11 +55,11 @@ class PieceCache:
     """Tokens of the pieces of text a worker has tokenized in its current task, for the texts
     tiktoken cannot take whole (see :class:`~elixir_coder.corpus.tokenizer.PieceEncoder`: non-ASCII
     text, or a tokenizer it cannot stand in for). Mined records repeat a task's lines many times
-    (a file, its modules, functions, docs, the tests quoting them). Nothing is carried into the next task (:meth:`next_task`): a task costs the same
-    wherever and after whatever it runs, so memory stays flat with corpus size and a corpus of
-    near copies is not tokenized faster than a real one. A task holding over ``limit`` distinct
-    pieces keeps only the last ``limit`` to ``2 * limit`` of them (two generations).
-    ``encode`` tokenizes the pieces missing from it."""
+    (a file, its modules, functions, docs, the tests quoting them). Nothing is carried into the
+    next task (:meth:`next_task`): a task costs the same wherever and after whatever it runs, so
+    memory stays flat with corpus size and a corpus of near copies is not tokenized faster than a
+    real one. A task holding over ``limit`` distinct pieces keeps only the last ``limit`` to
+    ``2 * limit`` of them (two generations). ``encode`` tokenizes the pieces missing from it."""
 
     def __init__(self, tok: Tokenizer, limit: int = PIECE_CACHE):
         self.encode, self.limit = PieceEncoder(tok), limit

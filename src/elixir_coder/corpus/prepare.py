@@ -138,7 +138,8 @@ class Kept(NamedTuple):
 
 def _encode_chunks(project: Project, kept: dict[str, Kept]) -> Iterator[list[str] | None]:
     """The kept files of a project in tasks of about ``CHUNK_BYTES`` of source (None: the whole
-    project in one task); each task still reads the project's other source files as context.
+    project in one task); each task still has the project's other source files as context (read
+    when its tests name their modules).
     Files are ordered by module (``lib/a/b.ex`` beside ``test/a/b_test.exs``), so a test file's
     module, which its records quote, is mostly tokenized in the same task (13% less text to
     tokenize on the Elixir checkout than in path order)."""
