@@ -98,9 +98,10 @@ class Deduplicator:
         self.seen: set[bytes] = set()
         self.lsh = None
         if cfg.near:
-            from datasketch import MinHash, MinHashLSH
+            from datasketch import LeanMinHash, MinHashLSH
 
-            self.lsh, self._minhash = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm), MinHash
+            # LeanMinHash: values only; a MinHash would draw its hash permutations for every file.
+            self.lsh, self._minhash = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm), LeanMinHash
         self._n = 0
 
     def check(self, digest: bytes, sig: np.ndarray | None) -> str | None:
@@ -112,7 +113,7 @@ class Deduplicator:
         if self.lsh is not None and sig is not None:
             # datasketch asks which scheme given values came from, only to refuse comparing across
             # schemes; ours are 32-bit like affine32's and every signature here comes from signature().
-            m = self._minhash(num_perm=self.cfg.num_perm, seed=1, hashvalues=sig, scheme="affine32")
+            m = self._minhash(seed=1, hashvalues=sig, scheme="affine32")
             if self.lsh.query(m):
                 return "duplicate_near"
             self.lsh.insert(str(self._n), m, check_duplication=False)
