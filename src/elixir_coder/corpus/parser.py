@@ -184,9 +184,9 @@ def _compiled_server(executable: str) -> Path | None:
     elixirc = exe.with_name("elixirc")
     try:
         key = hashlib.sha256(SERVER_SOURCE.read_bytes() + f"\0{exe}\0{exe.stat().st_mtime_ns}".encode()).hexdigest()[:16]
-    except OSError:
+        cache = os.environ.get("ELIXIR_CODER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elixir-coder"
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to find
         return None
-    cache = os.environ.get("ELIXIR_CODER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elixir-coder"
     target = Path(cache) / f"parse-server-{key}"
     if (target / _SERVER_BEAM).is_file():
         return target
