@@ -89,8 +89,8 @@ class PieceEncoder:
     def __init__(self, tok: Tokenizer):
         self.tok = tok
         spec = json.loads(tok.to_str())
-        self.added = [t["content"] for t in spec.get("added_tokens") or []]
-        self._added = re.compile("|".join(map(re.escape, self.added))) if self.added else None
+        added = [t["content"] for t in spec.get("added_tokens") or []]
+        self._added = re.compile("|".join(map(re.escape, added))) if added else None
         self.fast, ranks = _tiktoken_bpe(spec) if piecewise(tok) else (None, {})
         self.lengths = np.zeros(max(ranks.values(), default=-1) + 1, dtype=np.int64)  # id -> bytes
         for token, rank in ranks.items():
@@ -143,16 +143,15 @@ def _tiktoken_bpe(spec: dict) -> tuple:
         except KeyError:
             return None
 
-    last = -1
+    last, pairs = -1, []
     for merge in model["merges"]:
         left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
         x, y, made = as_bytes(left), as_bytes(right), model["vocab"].get(left + right)
         if x is None or y is None or made is None or made <= last or x + y in ranks:
             return None, {}
         ranks[x + y], last = made, made
-    for merge in model["merges"]:  # tiktoken's rule on each token's bytes, lower ids only
-        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
-        x, y = as_bytes(left), as_bytes(right)
+        pairs.append((x, y))
+    for x, y in pairs:  # tiktoken's rule on each token's bytes, lower ids only
         limit, parts = ranks[x + y], [bytes([b]) for b in x + y]
         while len(parts) > 2:
             best, at = limit, -1
