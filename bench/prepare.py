@@ -16,8 +16,9 @@ The ratio printed last is the 10x peak memory over the 1x peak memory of the sam
 
 ``--floor`` measures instead, in a fresh process, the CPU time of the work no preparation of the
 corpus can skip: importing the libraries, the real Elixir parser (its VM and one parse of every
-file), training the BPE on the default sample, and tokenizing every file once. Their sum over the cores is a lower bound on the wall time, before any mining, labelling,
-deduplication or writing, and so an upper bound on the source MB/s this machine can reach.
+file), training the BPE on the default sample, and tokenizing every file once. Their sum over
+the cores is a lower bound on the wall time, before any mining, labelling, deduplication or
+writing, and so an upper bound on the source MB/s this machine can reach.
 """
 
 from __future__ import annotations

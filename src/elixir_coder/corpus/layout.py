@@ -18,11 +18,10 @@ DEF_RE = re.compile(
 )
 ALIAS = r"[A-Z]\w*(?:\.[A-Z]\w*)*"
 # defmodule, defprotocol and defimpl (named after protocol and type, as Elixir names it).
-MODULE_RE = re.compile(
-    rf"^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{ALIAS})(?:\s*,\s*for:\s*(?P<for>{ALIAS}))?\s+do\s*(?:#.*)?$"
-)
+_MODULE_HEAD = rf"^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{ALIAS})(?:\s*,\s*for:\s*(?P<for>{ALIAS}))?"
+MODULE_RE = re.compile(_MODULE_HEAD + r"\s+do\s*(?:#.*)?$")
 # Any definition line, formatted or not (a looser match than MODULE_RE): what a file may define.
-_DEFINES = re.compile(rf"(?m)^[ \t]*def(?:module|protocol|impl)\s+(?P<name>{ALIAS})(?:\s*,\s*for:\s*(?P<for>{ALIAS}))?")
+_DEFINES = re.compile("(?m)" + _MODULE_HEAD)
 BLOCK_OPEN_RE = re.compile(r"(?:^|[\s)\]}])do\s*(?:#.*)?$")
 DOC_HEREDOC_RE = re.compile(r"""^[ \t]*@(?P<attr>moduledoc|doc)\s+(?:~[sS])?(?:\"\"\"|''')\s*$""")
 DOC_LINE_RE = re.compile(r'^[ \t]*@(?P<attr>moduledoc|doc)\s+(?P<sigil>~[sS])?"(?P<body>(?:[^"\\]|\\.)*)"\s*$')
