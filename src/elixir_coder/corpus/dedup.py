@@ -9,13 +9,15 @@ result does not depend on how the work was spread over processes.
 
 Signatures are computed in the worker processes; only the LSH index (a few hundred bytes per
 kept file) lives in the main process. ``datasketch`` is imported there only, when the index is
-built: it pulls in scipy (a third of a second), which the workers and the exact-only runs never need.
+built, and without the scipy it would pull in (:func:`_datasketch`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
+import types
 import zlib
 from functools import lru_cache
 from dataclasses import dataclass
@@ -90,6 +92,53 @@ def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
     return out
 
 
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """The (bands, rows) ``datasketch.MinHashLSH`` chooses for ``threshold`` by default: the least
+    sum of the false positive and false negative probability masses (its ``_optimal_param``,
+    equal weights). The masses are integrals of polynomials of degree at most ``num_perm`` in the
+    similarity, so Gauss-Legendre quadrature with ``num_perm // 2 + 1`` nodes is exact; datasketch
+    integrates them with scipy, whose import alone is a tenth of preparing the Elixir checkout."""
+    x, w = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+
+    def integral(f, lo: float, hi: float) -> np.ndarray:
+        s = (hi - lo) / 2 * x[:, None] + (hi + lo) / 2
+        return (hi - lo) / 2 * (w[:, None] * f(s)).sum(axis=0)
+
+    best = (np.inf, 0, 0)
+    for b in range(1, num_perm + 1):
+        r = np.arange(1, num_perm // b + 1)
+        error = (integral(lambda s: 1 - (1 - s**r) ** b, 0.0, threshold) + integral(lambda s: (1 - s**r) ** b, threshold, 1.0)) / 2
+        k = int(np.argmin(error))
+        if error[k] < best[0]:  # the first of equals, in datasketch's order
+            best = (error[k], b, int(r[k]))
+    return best[1], best[2]
+
+
+def _datasketch() -> types.ModuleType:
+    """``datasketch``, imported without ``scipy.integrate``: its LSH modules import it at the top,
+    only to choose band parameters, which :class:`Deduplicator` gives (:func:`lsh_params`). A
+    stand-in is in place while datasketch imports; a call to its ``quad`` imports the real one."""
+    if "datasketch" in sys.modules or "scipy.integrate" in sys.modules:
+        import datasketch
+
+        return datasketch
+    stand_in = types.ModuleType("scipy.integrate")
+
+    def quad(*args, **kwargs):
+        from scipy import integrate
+
+        return integrate.quad(*args, **kwargs)
+
+    stand_in.quad = quad
+    sys.modules["scipy.integrate"] = stand_in
+    try:
+        import datasketch
+    finally:
+        if sys.modules.get("scipy.integrate") is stand_in:
+            del sys.modules["scipy.integrate"]
+    return datasketch
+
+
 class Deduplicator:
     """Decides, file by file in corpus order, whether a file is new, an exact or a near duplicate."""
 
@@ -98,10 +147,10 @@ class Deduplicator:
         self.seen: set[bytes] = set()
         self.lsh = None
         if cfg.near:
-            from datasketch import LeanMinHash, MinHashLSH
-
+            ds = _datasketch()
             # LeanMinHash: values only; a MinHash would draw its hash permutations for every file.
-            self.lsh, self._minhash = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm), LeanMinHash
+            self._minhash = ds.LeanMinHash
+            self.lsh = ds.MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm, params=lsh_params(cfg.threshold, cfg.num_perm))
         self._n = 0
 
     def check(self, digest: bytes, sig: np.ndarray | None) -> str | None:
