@@ -57,11 +57,10 @@ def step(name):
     global mark
     now = cpu(); steps[name] = now - mark; mark = now
 from tokenizers import Tokenizer
-from elixir_coder.corpus.encode import split_pieces
 from elixir_coder.corpus.parser import ElixirParser
 from elixir_coder.corpus.prepare import recipe
 from elixir_coder.corpus.scan import sample_rate, sampled
-from elixir_coder.corpus.tokenizer import PieceEncoder, load_or_train_tokenizer
+from elixir_coder.corpus.tokenizer import PieceEncoder, load_or_train_tokenizer, split_pieces
 step("imports")
 root = Path(sys.argv[1])
 texts = {str(p.relative_to(root)): p.read_text("utf-8", "surrogateescape") for p in sorted(root.rglob("*.ex*")) if p.suffix in (".ex", ".exs")}

@@ -11,6 +11,8 @@ import io
 import json
 import os
 import random
+import subprocess
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -20,11 +22,12 @@ import pytest
 from tokenizers import Tokenizer
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.encode import Encoder, PieceCache, cut_points, line_starts, split_pieces
+from elixir_coder.corpus.dedup import lsh_params
+from elixir_coder.corpus.encode import Encoder, PieceCache, cut_points, line_starts
 from elixir_coder.corpus.prepare import prepare, recipe, split_of
 from elixir_coder.corpus.report import verify_report
 from elixir_coder.corpus.projects import discover
-from elixir_coder.corpus.tokenizer import piecewise
+from elixir_coder.corpus.tokenizer import piecewise, split_pieces
 from elixir_coder.errors import DataError
 from elixir_coder.labels import TASKS
 from elixir_coder.training.data import DataLoader, read_dataset
@@ -177,6 +180,21 @@ def test_report_counts_every_file_by_reason(prepared):
     assert files["seen"] == files["kept"] + sum(v for k, v in skipped.items() if k not in ("vendored", "symlink_outside"))
     assert meta["report"]["sources"]["projects"] == 6
     assert meta["report"]["sources"]["licenses"] == {"MIT": 6}
+
+
+def test_near_duplicate_index_has_datasketchs_parameters_without_scipy():
+    """The LSH index bands signatures exactly as datasketch would choose to (it needs scipy for
+    that: a tenth of a preparation's time, which is why we compute them)."""
+    from datasketch.lsh import _optimal_param
+
+    for num_perm in (16, 64, 128):
+        for threshold in (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95):
+            assert lsh_params(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5)
+    code = ("import sys; from elixir_coder.corpus.dedup import Deduplicator, DedupConfig; d = Deduplicator(DedupConfig()); "
+            "assert 'scipy.integrate' not in sys.modules; import datasketch.lsh, scipy.integrate; "
+            "assert datasketch.lsh._optimal_param(0.85, 64, 0.5, 0.5) == (d.lsh.b, d.lsh.r); "
+            "assert scipy.integrate.quad(lambda x: x, 0, 1)[0] == 0.5")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_no_project_straddles_splits(prepared):

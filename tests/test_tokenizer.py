@@ -12,8 +12,8 @@ import random
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from elixir_coder.corpus.demo import generate_records
-from elixir_coder.corpus.encode import split_pieces
-from elixir_coder.corpus.tokenizer import PieceEncoder, train_tokenizer
+from elixir_coder.corpus import tokenizer as tokenizer_module
+from elixir_coder.corpus.tokenizer import PieceEncoder, split_pieces, train_tokenizer
 
 
 def hf_ids(tok: Tokenizer, pieces: list[str]) -> list[list[int]]:
@@ -66,3 +66,18 @@ def test_merges_tiktoken_would_apply_differently_keep_tokenizers():
     consistent = bpe([("a", "b"), ("ab", "c"), ("b", "c")])
     assert PieceEncoder(consistent).fast is not None
     assert [ids.tolist() for ids in PieceEncoder(consistent)(["abc", "bcab"])] == hf_ids(consistent, ["abc", "bcab"])
+
+
+def test_training_on_pieces_gives_the_tokenizer_of_whole_files(monkeypatch):
+    """Preparation trains the tokenizer on files cut at line starts, so it counts them while the
+    scan still reads the rest: the tokenizer must be the one the whole files give."""
+    rng = random.Random(1)
+    parts = ["def", " do", "end", "\n", "\n  ", "\n\n    ", "\t", "\r\n", " ", "  ", "|>", "<eos>", "<", "é", "日本",
+             "\u2028", "\xa0", "@doc", "'s", "x1", "10_000", "# note", "\n<sep>"]
+    texts = ["".join(rng.choice(parts) for _ in range(rng.randint(50, 3000))) for _ in range(60)]
+    monkeypatch.setattr(tokenizer_module, "_TRAINING_ITEM_CHARS", 10**9)
+    whole = train_tokenizer(texts, 400).to_str()
+    monkeypatch.setattr(tokenizer_module, "_TRAINING_ITEM_CHARS", 64)
+    items = list(tokenizer_module._training_items(texts))
+    assert len(items) > 5 * len(texts) and "".join(items) == "".join(texts)
+    assert train_tokenizer(texts, 400).to_str() == whole

@@ -23,7 +23,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.tokenizer import BOS, EOS, SEP, PieceEncoder
+from elixir_coder.corpus.tokenizer import BOS, EOS, SEP, PieceEncoder, split_pieces
 from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 
 # Byte-level BPE tokens of code are a few characters long: a prompt's head beyond this many
@@ -32,25 +32,6 @@ _MAX_CHARS_PER_TOKEN = 16
 _BATCH = 256  # records tokenized together: bounds the tokenizer's Encoding objects (heavy: a string per token) held at once
 # Distinct pieces a cache generation holds (about 150 bytes each; see PieceCache).
 PIECE_CACHE = 1 << 16
-# Where a text is cut into pieces: before the last whitespace character of a run holding a newline,
-# when printable ASCII other than "<" (special tokens) follows. The byte-level pre-tokenizer
-# regex has a boundary there whatever surrounds it, so the pieces' tokens are the text's tokens.
-_CUT = re.compile(r"[ \t\r\f\v]*\n[ \t\r\n\f\v]*(?=[!-;=-~])")
-
-
-def split_pieces(text: str) -> list[str]:
-    """``text`` cut at line starts (see ``_CUT``) into pieces that tokenize independently."""
-    pieces, start = [], 0
-    for m in _CUT.finditer(text):
-        cut = m.end() - 1
-        if cut > start:
-            pieces.append(text[start:cut])
-            start = cut
-    if start < len(text):
-        pieces.append(text[start:])
-    return pieces
-
-
 class PieceCache:
     """Tokens of the pieces of text a worker has tokenized in its current task, for the texts
     tiktoken cannot take whole (see :class:`~elixir_coder.corpus.tokenizer.PieceEncoder`: non-ASCII

@@ -5,8 +5,8 @@ Two streaming passes, each spread over worker processes, so memory is bounded by
 project, not by the corpus:
 
 1. *scan* (chunks of files): read, filter (counted by reason), parse with the real Elixir parser,
-   hash and MinHash each file; the main process deduplicates in corpus order and keeps a bounded,
-   hash-chosen sample of training files for the tokenizer.
+   hash and MinHash each file; the main process deduplicates in corpus order and trains the
+   tokenizer on a bounded, hash-chosen sample of training files as their scans come in.
 2. *encode* (one project per task): mine every task's records from the kept files
    (:mod:`elixir_coder.corpus.mining`), tokenize, split long records into several samples
    (:mod:`elixir_coder.corpus.encode`) and write per-split parts; the main process concatenates
@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable, Iterator
@@ -407,10 +407,22 @@ class Preparation:
         return [(p, item, self.rec, rate) for p, item in scan_items(self.projects, CHUNK_BYTES)]
 
     def plan(self, scans) -> None:
-        """Deduplicate in corpus order (``scans`` in task order), then train the tokenizer."""
+        """Deduplicate in corpus order (``scans`` in task order) and train the tokenizer on the
+        sample of training files as they come, so its word counting overlaps the scan."""
+        # The tokenizer sees only training text, so validation measures real generalisation.
+        backbone = self.rec["tokenizer"]["path"] if self.rec["tokenizer"] else None
+        sample = self._deduplicate(scans)
+        if backbone is not None:
+            deque(sample, maxlen=0)  # nothing to train: deduplicate only
+        load_or_train_tokenizer(backbone, sample, self.rec["vocab_size"]).save(str(self.out / "tokenizer.json"))
+        (self.out / "parts").mkdir(exist_ok=True)
+
+    def _deduplicate(self, scans) -> Iterator[str]:
+        """Deduplicate; yield the tokenizer's sample as it is chosen (a bounded, hash-chosen sample
+        of training files, then of demo and JSONL records)."""
         rec, stats, skipped = self.rec, self.stats, self.skipped
         dedup = Deduplicator(DedupConfig(**rec["dedup"]))
-        sample, budget = [], int(rec["tokenizer_sample_mb"] * 1e6)
+        budget, sampled = int(rec["tokenizer_sample_mb"] * 1e6), False
         for k, rows, skip in scans:
             skipped.update(skip)
             name = self.projects[k].name
@@ -429,20 +441,19 @@ class Preparation:
                 self.kept[k][rel] = Kept(bounds, defines)
                 in_train = train or (not self.by_project and split_of(f"{name}:{module_unit(rel)}", rec) == "train")
                 if text is not None and in_train and budget > 0:
-                    sample.append(text)
+                    yield text
+                    sampled = True
                     budget -= len(text)
         named: set[str] = set()
+        sample: list[str] = []
         self.record_items = list(_record_items(rec, stats, sample, budget, len(self.project_items()), named))
         self.licenses = sorted(set(self.licenses) | named)
         for item in self.record_items:
             item.license_id = self.licenses.index(DEMO_LICENSE if "demo" in rec["sources"] else "unknown")
             item.licenses = self.licenses
-        if not sample and rec["tokenizer"] is None:
+        if not sampled and not sample and rec["tokenizer"] is None:
             raise DataError("nothing to train the tokenizer on: the training split is empty; give the corpus more files or lower data.val_fraction")
-        # The tokenizer sees only training text, so validation measures real generalisation.
-        backbone = rec["tokenizer"]["path"] if rec["tokenizer"] else None
-        load_or_train_tokenizer(backbone, sample, rec["vocab_size"]).save(str(self.out / "tokenizer.json"))
-        (self.out / "parts").mkdir(exist_ok=True)
+        yield from sample
 
     # -- encode -------------------------------------------------------------------------------
 
@@ -525,12 +536,16 @@ class Preparation:
 def _write_dataset(out: Path, rec: dict, workers: int) -> dict:
     prep = Preparation(out, rec, workers)
     scan = prep.scan_tasks()
+    # The tokenizer trains on one thread, in step with the scan: tokenizers' threads would pull
+    # the scan's results themselves, out of reach of Ctrl-C, and compete with the worker processes.
+    parallelism = os.environ.get("TOKENIZERS_PARALLELISM", "true")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     # One pool per pass: the scan workers' Elixir parsers end with them, before encoding starts.
     with _pool(workers, len(scan)) as pool:
         prep.plan(pool.map(scan_files, scan) if pool is not None else map(scan_files, scan))
     release_freed_memory()  # before the encode workers are forked from this process
     # Tokenizer threads would only compete with the other worker processes.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else os.environ.get("TOKENIZERS_PARALLELISM", "true")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else parallelism
     tasks = prep.encode_tasks()
     with _pool(workers, len(tasks)) as pool:
         encoded = (f.result() for f in as_completed([pool.submit(_encode, t) for t in tasks])) if pool is not None else map(_encode, tasks)

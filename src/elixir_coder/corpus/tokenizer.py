@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,51 @@ from elixir_coder.labels import TASKS
 
 PAD, BOS, EOS, MASK, SEP = "<pad>", "<bos>", "<eos>", "<mask>", "<sep>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, MASK, SEP) + tuple(f"<task:{t}>" for t in TASKS)
+
+
+# Where a text is cut into pieces: before the last whitespace character of a run holding a newline,
+# when printable ASCII other than "<" (special tokens) follows. The byte-level pre-tokenizer
+# regex has a boundary there whatever surrounds it, so the pieces' tokens are the text's tokens.
+_CUT = re.compile(r"[ \t\r\f\v]*\n[ \t\r\n\f\v]*(?=[!-;=-~])")
+
+
+def split_pieces(text: str) -> list[str]:
+    """``text`` cut at line starts (see ``_CUT``) into pieces that tokenize independently."""
+    pieces, start = [], 0
+    for m in _CUT.finditer(text):
+        cut = m.end() - 1
+        if cut > start:
+            pieces.append(text[start:cut])
+            start = cut
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
+# The pieces a tokenizer is trained on, joined to about this many characters. ``tokenizers``
+# reads its training input 256 items at a time before counting them, so a preparation's few
+# hundred sampled files would only be counted once the scan had read the last of them; items of a
+# few KB are counted as the scan produces them.
+_TRAINING_ITEM_CHARS = 4096
+
+
+def _training_items(texts: Iterable[str]) -> Iterator[str]:
+    """``texts`` in items of about ``_TRAINING_ITEM_CHARS``, cut where :func:`split_pieces` cuts:
+    the pre-tokenizer splits there anyway, so the word counts, and the tokenizer, are the same."""
+    for text in texts:
+        if len(text) <= _TRAINING_ITEM_CHARS:
+            yield text
+            continue
+        item: list[str] = []
+        size = 0
+        for piece in split_pieces(text):
+            item.append(piece)
+            size += len(piece)
+            if size >= _TRAINING_ITEM_CHARS:
+                yield "".join(item)
+                item, size = [], 0
+        if item:
+            yield "".join(item)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
@@ -37,13 +82,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(_training_items(texts), trainer=trainer)
     return tok
 
 
 def piecewise(tok: Tokenizer) -> bool:
     """Whether ``tok`` gives a text the tokens of its pieces end to end, pieces cut where
-    :func:`elixir_coder.corpus.encode.split_pieces` cuts (at line starts): true of a plain
+    :func:`split_pieces` cuts (at line starts): true of a plain
     byte-level BPE (ours, GPT-2's), whose pre-tokenizer regex always has a boundary there, unless
     an added token could start at such a cut."""
     spec = json.loads(tok.to_str())
