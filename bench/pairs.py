@@ -148,7 +148,8 @@ def _sources(args) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         print(f"{root}: {len(files)} .ex files, {len(texts)} with a module, {len(sources)} parse")
         records = [{"task": "code_generation", "prompt": "", "completion": code, "source": name} for name, code in sources]
     else:
-        from elixir_coder.corpus.prepare import load_records, recipe
+        from elixir_coder.corpus.prepare import load_records
+        from elixir_coder.corpus.recipe import recipe
 
         records = load_records(recipe(jsonl=None, source_dir=None, vocab_size=8192, val_fraction=0.1, seed=0,
                                       demo_modules=320, max_sample_tokens=2048))

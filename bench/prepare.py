@@ -39,7 +39,8 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "corpora" / "elixir"
 
 CHILD = """
 import json, sys
-from elixir_coder.corpus.prepare import prepare, recipe
+from elixir_coder.corpus.prepare import prepare
+from elixir_coder.corpus.recipe import recipe
 rec = recipe(**json.loads(sys.argv[1]))
 meta = prepare(sys.argv[2], rec, workers=int(sys.argv[3]))
 print(json.dumps(meta["report"]))
@@ -58,7 +59,7 @@ def step(name):
     now = cpu(); steps[name] = now - mark; mark = now
 from tokenizers import Tokenizer
 from elixir_coder.corpus.parser import ElixirParser
-from elixir_coder.corpus.prepare import recipe
+from elixir_coder.corpus.recipe import recipe
 from elixir_coder.corpus.scan import sample_rate, sampled
 from elixir_coder.corpus.tokenizer import PieceEncoder, load_or_train_tokenizer, split_pieces
 step("imports")

@@ -25,7 +25,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from elixir_coder.config import conf_dir
-from elixir_coder.corpus.prepare import ensure_prepared, recipe
+from elixir_coder.corpus.prepare import ensure_prepared
+from elixir_coder.corpus.recipe import recipe
 from elixir_coder.model.transformer import Transformer
 from elixir_coder.training import loop as training_loop
 from elixir_coder.training.data import DataLoader, expand_batch

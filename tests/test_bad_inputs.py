@@ -285,7 +285,7 @@ def test_data_error_raised_inside_hydra_instantiate_is_our_line(capsys):
 
     from elixir_coder.cli.common import run_reporting_errors
 
-    cfg = OmegaConf.create({"thing": {"_target_": "elixir_coder.corpus.prepare.recipe", "jsonl": "a.jsonl",
+    cfg = OmegaConf.create({"thing": {"_target_": "elixir_coder.corpus.recipe.recipe", "jsonl": "a.jsonl",
                                      "vocab_size": 400, "val_fraction": 0.1, "seed": 0, "demo_modules": 1, "max_sample_tokens": 8}})
     with pytest.raises(SystemExit) as exc:
         run_reporting_errors(lambda c: instantiate(c.thing), cfg)

@@ -12,7 +12,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from elixir_coder.corpus.checks import detect_quality, detect_security
-from elixir_coder.corpus.prepare import load_records, recipe
+from elixir_coder.corpus.prepare import load_records
+from elixir_coder.corpus.recipe import recipe
 from elixir_coder.corpus.demo import generate_records
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_CWE
 from elixir_coder.training import loop as training_loop

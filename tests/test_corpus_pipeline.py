@@ -11,9 +11,11 @@ import io
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from tokenizers import Tokenizer
 from elixir_coder.corpus import tokenized
 from elixir_coder.corpus.dedup import lsh_params
 from elixir_coder.corpus.encode import Encoder, PieceCache, cut_points, line_starts
-from elixir_coder.corpus.prepare import prepare, recipe, split_of
+from elixir_coder.corpus.prepare import prepare
+from elixir_coder.corpus.recipe import recipe, split_of
 from elixir_coder.corpus.report import verify_report
 from elixir_coder.corpus.projects import discover
 from elixir_coder.corpus.tokenizer import piecewise, split_pieces
@@ -263,6 +266,28 @@ def test_same_corpus_gives_identical_files_whatever_the_worker_count(corpus, pre
         for shard in info["shards"]:
             for kind in ("bin", "idx"):
                 assert (tmp_path / "one" / f"{shard['name']}.{kind}").read_bytes() == (out / f"{shard['name']}.{kind}").read_bytes()
+
+
+def test_a_tokenizer_failure_while_workers_mine_is_the_runs_error_not_a_hang(corpus, tmp_path, monkeypatch):
+    """The pool's workers mine the kept files while the main process still trains the tokenizer,
+    then wait for it: if training fails, the run ends with that error and leaves nothing behind."""
+    import elixir_coder.corpus.prepare as prepare_module
+
+    def failing(backbone, texts, vocab_size):
+        for _ in texts:  # deduplicates, so the encode tasks start and wait
+            pass
+        time.sleep(0.5)
+        raise DataError("tokenizer training failed here")
+
+    monkeypatch.setattr(prepare_module, "load_or_train_tokenizer", failing)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("preparation hung"))
+    signal.alarm(120)
+    try:
+        with pytest.raises(DataError, match="failed here"):
+            prepare(tmp_path / "data", rec_for(corpus), workers=2)
+    finally:
+        signal.alarm(0)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_hex_tarballs_and_license_filter(tmp_path):

@@ -72,7 +72,8 @@ def test_csrf_twins_keep_or_drop_only_the_forgery_plug():
 
 
 def test_anchors_cover_every_module_kind():
-    from elixir_coder.corpus.prepare import load_records, recipe
+    from elixir_coder.corpus.prepare import load_records
+    from elixir_coder.corpus.recipe import recipe
 
     records = load_records(recipe(jsonl=None, source_dir=None, vocab_size=8192, val_fraction=0.1, seed=0,
                                   demo_modules=320, max_sample_tokens=2048))

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.prepare import ensure_prepared, prepare, recipe
+from elixir_coder.corpus.prepare import ensure_prepared, prepare
+from elixir_coder.corpus.recipe import recipe
 from elixir_coder.corpus.records import read_jsonl
 from elixir_coder.errors import DataError
 from elixir_coder.training.data import read_dataset

@@ -19,7 +19,7 @@ demo corpus are small enough for :func:`prepare`.
 Worked example (Slurm; the work folder must be on a filesystem every node sees)::
 
     from elixir_coder.corpus.distributed import executors
-    from elixir_coder.corpus.prepare import recipe
+    from elixir_coder.corpus.recipe import recipe
     from datatrove.executor import SlurmPipelineExecutor
 
     rec = recipe(source_dir="/shared/hex_packages", test_fraction=0.05, seed=1)

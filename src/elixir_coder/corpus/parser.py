@@ -510,6 +510,14 @@ def shared_parser() -> ElixirParser:
         return _shared
 
 
+def stop_shared_parser() -> None:
+    """Stop the process-wide parser's Elixir process, if one runs (it starts again on next use)."""
+    with _shared_lock:
+        shared = _shared
+    if shared is not None:
+        shared.close()
+
+
 def string_to_quoted(code: str | bytes) -> ParseResult:
     """Check ``code`` like Elixir's ``Code.string_to_quoted/1`` (AST not returned)."""
     return shared_parser().parse(code)

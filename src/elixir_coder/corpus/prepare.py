@@ -1,16 +1,17 @@
 """Turn corpora (Elixir project folders, Hex tarballs, JSONL records, the embedded demo) into the
 sharded, tokenized dataset that training memory-maps.
 
-Two streaming passes, each spread over worker processes, so memory is bounded by the largest
-project, not by the corpus:
+Two streaming passes over one pool of worker processes, so memory is bounded by the largest
+project, not by the corpus; the passes overlap where they can (an encode task mines while the
+tokenizer still trains, and tokenizes once it is saved):
 
 1. *scan* (chunks of files): read, filter (counted by reason), parse with the real Elixir parser,
    hash and MinHash each file; the main process deduplicates in corpus order and trains the
    tokenizer on a bounded, hash-chosen sample of training files as their scans come in.
-2. *encode* (one project per task): mine every task's records from the kept files
-   (:mod:`elixir_coder.corpus.mining`), tokenize, split long records into several samples
-   (:mod:`elixir_coder.corpus.encode`) and write per-split parts; the main process concatenates
-   parts, in corpus order, into shards of at most ``shard_tokens`` tokens.
+2. *encode* (a project, or a chunk of a big one, per task): mine every task's records from the
+   kept files (:mod:`elixir_coder.corpus.mining`), tokenize, split long records into several
+   samples (:mod:`elixir_coder.corpus.encode`) and write per-split parts; the main process
+   concatenates parts, in corpus order, into shards of at most ``shard_tokens`` tokens.
 
 The output is built in a sibling temp folder and swapped in with one rename, so a crash never
 leaves a half-prepared dataset. The same inputs and seed give byte-identical files, whatever the
@@ -20,7 +21,6 @@ number of workers. ``meta.json`` keeps the preparation report (:mod:`elixir_code
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -31,7 +31,7 @@ from collections import Counter, deque
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,92 +40,16 @@ import numpy as np
 from elixir_coder.corpus import tokenized
 from elixir_coder.corpus.dedup import DedupConfig, Deduplicator
 from elixir_coder.corpus.encode import Encoder, PieceCache
+from elixir_coder.corpus.recipe import DEMO_LICENSE, SPLITS, demo_key, module_unit, split_of
 from elixir_coder.corpus.records import iter_jsonl_from, validate_record
 from elixir_coder.corpus.report import build_report
 from elixir_coder.corpus.scan import CHUNK_BYTES, chunks_by_size, sample_rate, scan_items
 from elixir_coder.corpus.scan import scan as scan_files
 from elixir_coder.corpus.projects import FileLimits, KeptFiles, Project, decode_source, discover, read_files
-from elixir_coder.corpus.tokenizer import SPECIAL_TOKENS, load_or_train_tokenizer, piecewise, special_ids, tokenizer_id
+from elixir_coder.corpus.tokenizer import load_or_train_tokenizer, piecewise, special_ids
 from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
-
-SPLITS = ("train", "val", "test")
-DEMO_LICENSE = "Apache-2.0"  # the demo corpus is this project's own code
-
-
-def _as_list(value) -> list[str]:
-    """A config value that may be one path (or name), a list of them, or null."""
-    if value is None:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        return [str(value)]
-    return [str(v) for v in value]
-
-
-def recipe(
-    *, jsonl=None, source_dir=None, vocab_size: int = 8192, val_fraction: float = 0.1, test_fraction: float = 0.0,
-    seed: int = 0, demo_modules: int = 320, max_sample_tokens: int = 2048, licenses=None, dedup: dict | None = None,
-    filters: dict | None = None, labeler: str = "detectors", split_by: str = "auto", min_projects: int = 20,
-    tokenizer_sample_mb: float = 4.0, shard_tokens: int = 1 << 28, mining: dict | None = None, tokenizer: str | None = None,
-    check_paths: bool = True,
-) -> dict:
-    """Everything that determines the prepared files; stored in meta.json to detect stale data.
-    ``check_paths``: the sources must exist (not when using a dataset prepared elsewhere)."""
-    jsonls = [str(Path(p).resolve()) for p in _as_list(jsonl)]
-    dirs = [str(Path(p).resolve()) for p in _as_list(source_dir)]
-    sources = {"jsonl": jsonls, "source_dir": dirs} if jsonls or dirs else {"demo": demo_modules}
-    for given, path in zip(_as_list(source_dir), dirs):
-        if check_paths and not Path(path).is_dir():
-            raise DataError(f"{given}: not a directory (data.source_dir)")
-    for given, path in zip(_as_list(jsonl), jsonls):
-        if check_paths and not Path(path).is_file():
-            raise DataError(f"{given}: no such file (data.jsonl)")
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"data.val_fraction={val_fraction}: must be between 0 and 1")
-    if not 0.0 <= test_fraction < 1.0 - val_fraction:
-        raise DataError(f"data.test_fraction={test_fraction}: must be >= 0 and leave room for training (val_fraction is {val_fraction})")
-    if vocab_size < len(SPECIAL_TOKENS) + 256:
-        raise DataError(f"data.vocab_size={vocab_size}: must be at least {len(SPECIAL_TOKENS) + 256} (bytes + special tokens)")
-    if max_sample_tokens < 16:
-        raise DataError(f"data.max_sample_tokens={max_sample_tokens}: must be at least 16")
-    if split_by not in ("auto", "project", "file"):
-        raise DataError(f"data.split_by={split_by!r}: must be auto, project or file")
-    dedup = asdict(DedupConfig(**(dedup or {})))
-    filters = asdict(FileLimits(**(filters or {})))
-    return {
-        "sources": sources, "vocab_size": vocab_size, "val_fraction": val_fraction, "test_fraction": test_fraction,
-        "seed": seed, "max_sample_tokens": max_sample_tokens, "licenses": sorted(_as_list(licenses)) or None,
-        "dedup": dedup, "filters": filters, "labeler": labeler, "split_by": split_by, "min_projects": min_projects,
-        "tokenizer_sample_mb": tokenizer_sample_mb, "shard_tokens": shard_tokens, "mining": dict(mining or {}),
-        # A backbone's tokenizer (path + content hash); None: a BPE trained on the corpus.
-        "tokenizer": tokenizer_id(tokenizer),
-    }
-
-
-def split_of(key: str, rec: dict) -> str:
-    """The split of a unit (project, module or record source): a seeded hash, so stable and uniform."""
-    digest = hashlib.sha256(f"{rec['seed']}:{key}".encode()).digest()
-    u = int.from_bytes(digest[:8], "little") / 2**64
-    if u < rec["val_fraction"]:
-        return "val"
-    return "test" if u < rec["val_fraction"] + rec["test_fraction"] else "train"
-
-
-def _demo_key(source: str) -> str:
-    return f"demo:{source}"
-
-
-def demo_split(source: str, rec: dict) -> str:
-    """The split of a demo record (and of the demo benchmark problem made from the same module)."""
-    return split_of(_demo_key(source), rec)
-
-
-def module_unit(rel: str) -> str:
-    """Files of one module (``lib/a/b.ex``, ``test/a/b_test.exs``) share a split unit."""
-    stem = Path(rel).name.rsplit(".", 1)[0]
-    return stem[: -len("_test")] if stem.endswith("_test") else stem
-
 
 # -- pass 2: encode ----------------------------------------------------------------------------
 
@@ -170,19 +94,38 @@ class EncodeItem:
 _worker: dict = {}
 
 
-def _setup_worker(tokenizer_path: str, rec: dict) -> None:
-    """Load the tokenizer and labeler once per process (lazily: an error in a pool initializer
-    would make the pool respawn workers forever instead of reporting it)."""
-    if _worker.get("key") == tokenizer_path:
+def _start_worker(tokenizer_ready) -> None:
+    """Pool initializer: encode tasks wait for ``tokenizer_ready`` (an event) before tokenizing."""
+    _worker["tokenizer_ready"] = tokenizer_ready
+
+
+def _setup_labeler(run: str, rec: dict) -> None:
+    """The labeler, once per process and preparation ``run`` (lazily: an error in a pool
+    initializer would make the pool respawn workers forever instead of reporting it)."""
+    if _worker.get("labeler_run") != run:
+        from elixir_coder.corpus.labelers import make_labeler
+
+        _worker.update(labeler_run=run, labeler=make_labeler(rec["labeler"]))
+
+
+def _setup_tokenizer(tokenizer_path: str) -> None:
+    """The tokenizer, once per process, when the main process has saved it. A pool worker stops
+    its scan's Elixir parser first: the scan is over."""
+    if _worker.get("tokenizer_path") == tokenizer_path:
         return
+    ready = _worker.get("tokenizer_ready")
+    if ready is not None:
+        from elixir_coder.corpus.parser import stop_shared_parser
+
+        stop_shared_parser()
+        ready.wait()
+        if not os.path.exists(tokenizer_path):
+            raise DataError("the tokenizer could not be trained (see the error before this one)")
     from tokenizers import Tokenizer
 
-    from elixir_coder.corpus.labelers import make_labeler
-
     tok = Tokenizer.from_file(tokenizer_path)
-    labeler = make_labeler(rec["labeler"]) if rec["sources"].get("source_dir") else None
     pieces = PieceCache(tok) if piecewise(tok) else None  # emptied at the start of each task
-    _worker.update(key=tokenizer_path, tok=tok, special=special_ids(tok), rec=rec, labeler=labeler, pieces=pieces)
+    _worker.update(tokenizer_path=tokenizer_path, tok=tok, special=special_ids(tok), pieces=pieces)
 
 
 def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tuple[int, int]], Counter]:
@@ -192,14 +135,35 @@ def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tup
 
 
 def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dict) -> tuple[int, dict[str, tuple[int, int]], Counter]:
-    _setup_worker(tokenizer_path, rec)
+    """Mine (or read) the task's records, then tokenize them into per-split parts; mining needs no
+    tokenizer, so in a pool it runs while the main process still trains it."""
+    stats = Counter()
+    by_split = _records(item, rec, tokenizer_path, stats)
+    _setup_tokenizer(tokenizer_path)
     if _worker["pieces"] is not None:
         _worker["pieces"].next_task()
-    stats = Counter()
+    written = {}
+    for split, records in by_split.items():
+        if not records:
+            continue
+        enc = Encoder(_worker["tok"], _worker["special"], rec["max_sample_tokens"], stats, _worker["pieces"])
+        enc.add(records, item.license_id, item.source_id)
+        tokens, index = enc.take()
+        stats[f"split/{split}/samples"] += len(index)
+        tokens_path, index_path = tokenized.part_paths(Path(parts_dir), item.number, split)
+        np.save(tokens_path, tokens.astype(tokenized.token_dtype(_worker["tok"].get_vocab_size())))
+        np.save(index_path, index)
+        written[split] = (len(index), int(tokens.size))
+    return item.number, written, stats
+
+
+def _records(item: EncodeItem, rec: dict, run: str, stats: Counter) -> dict[str, list[dict]]:
+    """The task's records by split: mined from a project's kept files, or read (demo, JSONL)."""
     by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     if item.project is not None:
         from elixir_coder.corpus.mining import mine_project
 
+        _setup_labeler(run, rec)
         mined = Counter()
         files = KeptFiles(item.project, item.kept)
         emit = set(item.emit) if item.emit is not None else None
@@ -222,18 +186,7 @@ def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dic
             if r.get("license") in item.licenses:
                 r["_license"] = item.licenses.index(r["license"])
             by_split[r.pop("_split")].append(r)
-    written = {}
-    for split, records in by_split.items():
-        if not records:
-            continue
-        enc = Encoder(_worker["tok"], _worker["special"], rec["max_sample_tokens"], stats, _worker["pieces"])
-        enc.add(records, item.license_id, item.source_id)
-        tokens, index = enc.take()
-        stats[f"split/{split}/samples"] += len(index)
-        np.save(Path(parts_dir) / f"{item.number:07d}-{split}-tokens.npy", tokens.astype(tokenized.token_dtype(_worker["tok"].get_vocab_size())))
-        np.save(Path(parts_dir) / f"{item.number:07d}-{split}-index.npy", index)
-        written[split] = (len(index), int(tokens.size))
-    return item.number, written, stats
+    return by_split
 
 
 # -- the pipeline ------------------------------------------------------------------------------
@@ -251,14 +204,11 @@ def release_freed_memory() -> None:
 
 
 @contextmanager
-def _pool(workers: int, tasks: int) -> Iterator[ProcessPoolExecutor | None]:
-    """Worker processes (None: work inline); unlike ``multiprocessing.Pool``, a worker that dies
-    (OOM killer) fails the run with an error instead of hanging it; on an error the queued tasks
-    are cancelled."""
-    if workers <= 1 or tasks <= 1:
-        yield None
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+def _pool(workers: int, tokenizer_ready=None) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes, forked at the first task; unlike ``multiprocessing.Pool``, a worker that
+    dies (OOM killer) fails the run with an error instead of hanging it; on an error the queued
+    tasks are cancelled. Encode tasks wait for ``tokenizer_ready`` (an event), if given."""
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_start_worker, initargs=(tokenizer_ready,))
     try:
         yield pool
     finally:
@@ -276,7 +226,7 @@ def _record_items(rec: dict, stats: Counter, sample: list[str], sample_budget: i
     if "demo" in rec["sources"]:
         batch = []
         for i, r in enumerate(demo_records(rec)):
-            r = _keep_record(_demo_key(r.get("source") or str(i)), r, rec, stats)
+            r = _keep_record(demo_key(r.get("source") or str(i)), r, rec, stats)
             if r is not None:
                 sample_budget = _sample(r, sample, sample_budget)
                 batch.append(r)
@@ -406,24 +356,31 @@ class Preparation:
         rate = sample_rate(budget, sum(p.source_bytes for p in self.projects))
         return [(p, item, self.rec, rate) for p, item in scan_items(self.projects, CHUNK_BYTES)]
 
-    def plan(self, scans) -> None:
-        """Deduplicate in corpus order (``scans`` in task order) and train the tokenizer on the
-        sample of training files as they come, so its word counting overlaps the scan."""
+    def plan(self, scans, deduplicated: Callable[[], None] | None = None) -> None:
+        """Deduplicate in corpus order and train the tokenizer on the sample of training files as
+        they come, so its word counting overlaps the scan. ``scans``: the scan results in task
+        order, or (in a pool) a deque of their futures, whose texts the tokenizer then counts only
+        while the next scan still runs: deduplication keeps up with the scan. ``deduplicated`` is
+        called as soon as the kept files are known, while the tokenizer may still be training: the
+        encode tasks can start mining."""
+        (self.out / "parts").mkdir(exist_ok=True)
         # The tokenizer sees only training text, so validation measures real generalisation.
         backbone = self.rec["tokenizer"]["path"] if self.rec["tokenizer"] else None
-        sample = self._deduplicate(scans)
+        sample = self._deduplicate(scans, deduplicated)
         if backbone is not None:
             deque(sample, maxlen=0)  # nothing to train: deduplicate only
-        load_or_train_tokenizer(backbone, sample, self.rec["vocab_size"]).save(str(self.out / "tokenizer.json"))
-        (self.out / "parts").mkdir(exist_ok=True)
+        tmp = self.out / "tokenizer.json.partial"  # renamed when whole: encode tasks wait for the name
+        load_or_train_tokenizer(backbone, sample, self.rec["vocab_size"]).save(str(tmp))
+        os.replace(tmp, self.out / "tokenizer.json")
 
-    def _deduplicate(self, scans) -> Iterator[str]:
+    def _deduplicate(self, scans, deduplicated: Callable[[], None] | None) -> Iterator[str]:
         """Deduplicate; yield the tokenizer's sample as it is chosen (a bounded, hash-chosen sample
         of training files, then of demo and JSONL records)."""
         rec, stats, skipped = self.rec, self.stats, self.skipped
         dedup = Deduplicator(DedupConfig(**rec["dedup"]))
-        budget, sampled = int(rec["tokenizer_sample_mb"] * 1e6), False
-        for k, rows, skip in scans:
+        budget, sampled, pending = int(rec["tokenizer_sample_mb"] * 1e6), False, deque()
+        futures = scans if isinstance(scans, deque) else None
+        for k, rows, skip in _in_order(futures) if futures is not None else scans:
             skipped.update(skip)
             name = self.projects[k].name
             train = self.by_project and split_of(name, rec) == "train"
@@ -441,9 +398,11 @@ class Preparation:
                 self.kept[k][rel] = Kept(bounds, defines)
                 in_train = train or (not self.by_project and split_of(f"{name}:{module_unit(rel)}", rec) == "train")
                 if text is not None and in_train and budget > 0:
-                    yield text
+                    pending.append(text)
                     sampled = True
                     budget -= len(text)
+            while pending and (futures is None or futures and not futures[0].done()):
+                yield pending.popleft()
         named: set[str] = set()
         sample: list[str] = []
         self.record_items = list(_record_items(rec, stats, sample, budget, len(self.project_items()), named))
@@ -453,6 +412,9 @@ class Preparation:
             item.licenses = self.licenses
         if not sampled and not sample and rec["tokenizer"] is None:
             raise DataError("nothing to train the tokenizer on: the training split is empty; give the corpus more files or lower data.val_fraction")
+        if deduplicated is not None:
+            deduplicated()
+        yield from pending
         yield from sample
 
     # -- encode -------------------------------------------------------------------------------
@@ -484,31 +446,15 @@ class Preparation:
         tok = Tokenizer.from_file(str(out / "tokenizer.json"))
         vocab_size = tok.get_vocab_size()
         dtype = tokenized.token_dtype(vocab_size)
-        parts = out / "parts"
-        split_meta = {}
+        parts, split_meta = out / "parts", {}
         for split in SPLITS if rec["test_fraction"] > 0 else SPLITS[:2]:
-            writer = tokenized.ShardWriter(out, split, dtype, rec["shard_tokens"])
-            task_samples, task_tokens, by_license = np.zeros(len(TASKS), np.int64), np.zeros(len(TASKS), np.int64), np.zeros(len(licenses), np.int64)
-            for number in sorted(written):
-                if split not in written[number]:
-                    continue
-                index = np.load(parts / f"{number:07d}-{split}-index.npy")
-                writer.add(np.load(parts / f"{number:07d}-{split}-tokens.npy"), index)
-                task_samples += np.bincount(index["task"].astype(np.int64), minlength=len(TASKS))
-                task_tokens += np.bincount(index["task"].astype(np.int64), weights=index["length"], minlength=len(TASKS)).astype(np.int64)
-                by_license += np.bincount(index["license"].astype(np.int64), minlength=len(licenses))
-            writer.flush()
-            if not writer.shards:
+            numbers = [n for n in sorted(written) if split in written[n]]
+            split_meta[split] = tokenized.merge_parts(out, parts, numbers, split, dtype, rec["shard_tokens"], licenses)
+            if split_meta[split] is None:
                 raise DataError(
                     f"the {split!r} split would be empty ({len(self.projects)} projects, {self.stats['records_in']} records); "
                     "give the corpus more files or change data.val_fraction / data.test_fraction"
                 )
-            split_meta[split] = {
-                "samples": sum(s["samples"] for s in writer.shards), "tokens": sum(s["tokens"] for s in writer.shards),
-                "shards": writer.shards, "tasks": dict(zip(TASKS, task_samples.tolist())),
-                "task_tokens": dict(zip(TASKS, task_tokens.tolist())),
-                "licenses": {lic: int(n) for lic, n in zip(licenses, by_license) if n},
-            }
         shutil.rmtree(parts)
         report = build_report(self.stats, self.skipped, self.projects, self.by_project, split_meta, licenses,
                               time.perf_counter() - self.started, self.workers, rec)
@@ -540,16 +486,38 @@ def _write_dataset(out: Path, rec: dict, workers: int) -> dict:
     # the scan's results themselves, out of reach of Ctrl-C, and compete with the worker processes.
     parallelism = os.environ.get("TOKENIZERS_PARALLELISM", "true")
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    # One pool per pass: the scan workers' Elixir parsers end with them, before encoding starts.
-    with _pool(workers, len(scan)) as pool:
-        prep.plan(pool.map(scan_files, scan) if pool is not None else map(scan_files, scan))
-    release_freed_memory()  # before the encode workers are forked from this process
+    if workers > 1 and len(scan) > 1:
+        return _write_in_pool(prep, scan, workers)
+    # One worker, or a corpus of one scan task: scanned here, with this process's own parser.
+    prep.plan(map(scan_files, scan))
     # Tokenizer threads would only compete with the other worker processes.
     os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else parallelism
     tasks = prep.encode_tasks()
-    with _pool(workers, len(tasks)) as pool:
-        encoded = (f.result() for f in as_completed([pool.submit(_encode, t) for t in tasks])) if pool is not None else map(_encode, tasks)
-        return prep.finish(encoded)
+    if workers <= 1 or len(tasks) <= 1:
+        return prep.finish(map(_encode, tasks))
+    release_freed_memory()  # before the encode workers are forked from this process
+    with _pool(workers) as pool:
+        return prep.finish(f.result() for f in as_completed([pool.submit(_encode, t) for t in tasks]))
+
+
+def _in_order(futures: deque) -> Iterator:
+    """The futures' results in order, each dropped once taken (memory stays flat)."""
+    while futures:
+        yield futures.popleft().result()
+
+
+def _write_in_pool(prep: Preparation, scan: list[tuple], workers: int) -> dict:
+    """Both passes in one pool: its workers scan (each with its Elixir parser), mine the kept
+    files while the main process finishes training the tokenizer, and tokenize once it is saved."""
+    ready = mp.get_context("fork").Event()
+    encoding: list = []
+    with _pool(workers, ready) as pool:
+        try:
+            prep.plan(deque(pool.submit(scan_files, t) for t in scan),
+                      lambda: encoding.extend(pool.submit(_encode, t) for t in prep.encode_tasks()))
+        finally:
+            ready.set()  # the tokenizer is saved, or never will be: waiting tasks go on either way
+        return prep.finish(f.result() for f in as_completed(encoding))
 
 
 def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, workers: int | None = None) -> dict:

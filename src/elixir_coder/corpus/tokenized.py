@@ -110,6 +110,34 @@ class ShardWriter:
         self.fh, self.index, self.size = None, [], 0
 
 
+def part_paths(parts: Path, number: int, split: str) -> tuple[Path, Path]:
+    """Where an encode task writes a split's (tokens, index) part, numbered in corpus order."""
+    return parts / f"{number:07d}-{split}-tokens.npy", parts / f"{number:07d}-{split}-index.npy"
+
+
+def merge_parts(out: Path, parts: Path, numbers: list[int], split: str, dtype: np.dtype, shard_tokens: int,
+                licenses: list[str]) -> dict | None:
+    """A split's shards from its parts (in ``numbers`` order), and its entry for ``meta.json``
+    with samples and tokens by task and by license; None when it has no samples."""
+    writer = ShardWriter(out, split, dtype, shard_tokens)
+    task_samples, task_tokens, by_license = np.zeros(len(TASKS), np.int64), np.zeros(len(TASKS), np.int64), np.zeros(len(licenses), np.int64)
+    for number in numbers:
+        tokens, index = (np.load(p) for p in part_paths(parts, number, split))
+        writer.add(tokens, index)
+        task_samples += np.bincount(index["task"].astype(np.int64), minlength=len(TASKS))
+        task_tokens += np.bincount(index["task"].astype(np.int64), weights=index["length"], minlength=len(TASKS)).astype(np.int64)
+        by_license += np.bincount(index["license"].astype(np.int64), minlength=len(licenses))
+    writer.flush()
+    if not writer.shards:
+        return None
+    return {
+        "samples": sum(s["samples"] for s in writer.shards), "tokens": sum(s["tokens"] for s in writer.shards),
+        "shards": writer.shards, "tasks": dict(zip(TASKS, task_samples.tolist())),
+        "task_tokens": dict(zip(TASKS, task_tokens.tolist())),
+        "licenses": {lic: int(n) for lic, n in zip(licenses, by_license) if n},
+    }
+
+
 def write_split(out_dir: Path, split: str, samples: list[np.ndarray], index: np.ndarray, dtype: np.dtype) -> dict:
     """Write a small split held in memory as one shard; returns its entry for ``meta.json``."""
     if len(samples) != len(index):

@@ -49,7 +49,7 @@ def split_pieces(text: str) -> list[str]:
 # reads its training input 256 items at a time before counting them, so a preparation's few
 # hundred sampled files would only be counted once the scan had read the last of them; items of a
 # few KB are counted as the scan produces them.
-_TRAINING_ITEM_CHARS = 4096
+_TRAINING_ITEM_CHARS = 1024
 
 
 def _training_items(texts: Iterable[str]) -> Iterator[str]:

@@ -118,7 +118,7 @@ def demo_problems(seed: int, n_modules: int, val_fraction: float, test_fraction:
                   split: str = "test") -> tuple[list[Problem], dict[str, tuple[str, str]]]:
     """Problems from the demo modules of ``split`` and, per module, (source, tests) to validate."""
     from elixir_coder.corpus.demo.modules import build_all
-    from elixir_coder.corpus.prepare import demo_split
+    from elixir_coder.corpus.recipe import demo_split
 
     problems, references = [], {}
     for r in build_all(seed, n_modules):

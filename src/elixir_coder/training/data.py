@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.prepare import ensure_prepared, recipe
+from elixir_coder.corpus.prepare import ensure_prepared
+from elixir_coder.corpus.recipe import recipe
 from elixir_coder.corpus.tokenizer import check_same_tokenizer
 from elixir_coder.errors import DataError
 from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
