@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 import uuid
+from pathlib import Path
 from fractions import Fraction
 
 import pytest
@@ -125,7 +126,7 @@ def test_sandbox_leaves_no_process_or_folder_behind(sandbox):
         while (sleepers := [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).startswith("sleep\x0060")]) \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not sleepers
+        assert not sleepers, [_whence(p) for p in sleepers]  # what it was, should this ever fail again
 
 
 def _cmdline(pid: str) -> str:
@@ -134,6 +135,16 @@ def _cmdline(pid: str) -> str:
             return fh.read()
     except OSError:
         return ""
+
+
+def _whence(pid: str) -> str:
+    """A process's state, parent and PID namespace: enough to tell where a leftover came from."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        return "; ".join([*(line for line in status if line.startswith(("State", "PPid", "NSpid"))),
+                          os.readlink(f"/proc/{pid}/ns/pid"), f"own {os.readlink('/proc/self/ns/pid')}"])
+    except OSError as exc:
+        return f"{pid}: gone ({exc})"
 
 
 def test_demo_benchmark_problems_rebuild_their_modules():
