@@ -2,10 +2,11 @@
 
 Exact duplicates share a hash of their normalised text (comments and whitespace removed), so a
 re-indented or re-commented copy is still one. Near duplicates are found with MinHash LSH
-(``datasketch``) over word 5-gram shingles: a file whose estimated Jaccard similarity to a
-file kept earlier reaches ``threshold`` is dropped, whichever project it is in. The first
-copy in the corpus's fixed order (projects by name, files by path) is the one kept, so the
-result does not depend on how the work was spread over processes.
+(``datasketch``) over 5-gram shingles of words, runs of ``[A-Za-z0-9_]`` split on everything else
+(the convention of the MinHash scripts behind The Stack, text-dedup's ``NON_ALPHA``): a file
+whose estimated Jaccard similarity to a file kept earlier reaches ``threshold`` is dropped,
+whichever project it is in. The first copy in the corpus's fixed order (projects by name, files
+by path) is the one kept, so the result does not depend on how the work was spread over processes.
 
 Signatures are computed in the worker processes; only the LSH index (a few hundred bytes per
 kept file) lives in the main process. ``datasketch`` is imported there only, when the index is
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _COMMENT = re.compile(r"(?m)#[^\n\"']*$")
-_WORD = re.compile(rb"\w+|[^\w\s]")  # on UTF-8 bytes: a third faster than on str
+_NON_WORD = re.compile(rb"[^A-Za-z_0-9]+")  # on UTF-8 bytes: splitting is 6x faster than finding words
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
     it is applied to the minima only. The values feed datasketch's ``MinHashLSH`` unchanged, which
     only bands them.
     """
-    words = _WORD.findall(text.encode("utf-8", "surrogateescape"))
+    words = _NON_WORD.split(text.encode("utf-8", "surrogateescape"))
     if len(words) < cfg.shingle:
         return None
     ids = np.fromiter(map(zlib.crc32, words), dtype=np.uint64, count=len(words))
