@@ -12,7 +12,10 @@ Configurations:
 - ``1x, no dedup`` and ``10x, no dedup``: the corpus and ten copies of it (module names and
   paths renamed per copy); dedup is off in both so the 10x run really does ten times the work
   (with dedup on, nine copies out of ten would be dropped as duplicates, a flattering figure).
-The ratio printed last is the 10x peak memory over the 1x peak memory of the same settings.
+Two ratios follow: the 10x peak memory over the 1x peak memory of the same settings, and the 1x
+wall time over the floor bound (``--floor``, measured at the start of the same run): the
+pipeline's overheads over the work it cannot skip, less tied to the machine's speed of the moment
+than MB/s (on a shared machine whose speed changes even within one run, not independent of it).
 
 ``--floor`` measures instead, in a fresh process, the CPU time of the work no preparation of the
 corpus can skip: importing the libraries, the real Elixir parser (its VM and one parse of every
@@ -87,12 +90,16 @@ print(json.dumps({"steps": steps, "source_mb": sum(len(t.encode("utf-8", "surrog
 """
 
 
-def floor(source: Path, workers: int) -> None:
+def measure_floor(source: Path) -> dict:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run([sys.executable, "-c", FLOOR, str(source)], capture_output=True, text=True, env=env)
     if out.returncode:
         raise SystemExit(f"floor measurement failed:\n{out.stderr}")
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def floor(source: Path, workers: int) -> None:
+    r = measure_floor(source)
     total = sum(r["steps"].values())
     print(f"corpus: {source} ({r['source_mb']:.1f} MB of .ex/.exs); CPU seconds of the work no preparation can skip:")
     for name, seconds in r["steps"].items():
@@ -177,6 +184,7 @@ def main() -> None:
     if args.floor:
         floor(args.source, args.workers)
         return
+    bound = sum(measure_floor(args.source)["steps"].values()) / args.workers  # this machine's speed, now
     tmp = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     try:
         no_dedup = {"dedup": {"exact": False, "near": False}}
@@ -195,6 +203,7 @@ def main() -> None:
     for name, r in rows:
         print(f"{name:<16}{r['source_mb']:>10.1f}{r['wall_s']:>9.1f}{r['source_mb'] / r['wall_s']:>8.2f}{r['peak_mb']:>13.0f}")
     print(f"peak memory {args.scale}x / 1x (no dedup): {rows[2][1]['peak_mb'] / rows[1][1]['peak_mb']:.2f}x")
+    print(f"1x wall / floor bound measured in this run ({bound:.2f} s, see --floor): {rows[0][1]['wall_s'] / bound:.2f}x")
     for (n, p), share in covered.items():
         print(f"train loader, one epoch, max_len={n}, {'packed' if p else 'padded'}: {100 * share:.2f}% of prepared training tokens")
     r = rows[0][1]["report"]
