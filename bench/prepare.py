@@ -1,6 +1,7 @@
 """Corpus preparation throughput (source MB/s) and peak memory, at 1x and 10x corpus size.
 
     python bench/prepare.py [--source ../shared/corpora/elixir] [--workers N] [--floor]
+    python bench/prepare.py --against REV [--repeat 10]
 
 Runs the real pipeline (``elixir_coder.corpus.prepare``: scan, parse, dedup, mine, tokenize,
 shard) end to end in a child process per configuration, timing its wall clock and sampling the
@@ -16,6 +17,9 @@ Two ratios follow: the 10x peak memory over the 1x peak memory of the same setti
 wall time over the floor bound (``--floor``, measured at the start of the same run): the
 pipeline's overheads over the work it cannot skip, less tied to the machine's speed of the moment
 than MB/s (on a shared machine whose speed changes even within one run, not independent of it).
+
+``--against REV`` compares the 1x preparation of this checkout with that of git revision ``REV``
+(checked out in a temporary worktree), alternating runs so both sides share the machine's moods.
 
 ``--floor`` measures instead, in a fresh process, the CPU time of the work no preparation of the
 corpus can skip: importing the libraries, the real Elixir parser (its VM and one parse of every
@@ -43,7 +47,10 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "corpora" / "elixir"
 CHILD = """
 import json, sys
 from elixir_coder.corpus.prepare import prepare
-from elixir_coder.corpus.recipe import recipe
+try:
+    from elixir_coder.corpus.recipe import recipe
+except ImportError:  # a revision from before corpus/recipe.py (--against)
+    from elixir_coder.corpus.prepare import recipe
 rec = recipe(**json.loads(sys.argv[1]))
 meta = prepare(sys.argv[2], rec, workers=int(sys.argv[3]))
 print(json.dumps(meta["report"]))
@@ -140,10 +147,12 @@ def coverage(data_dir: Path, max_len: int, packing: bool) -> float:
     return served / loader.dataset.coverage["stored_tokens"]
 
 
-def run(source: Path, out: Path, workers: int, keep: bool = False, **opts) -> dict:
+def run(source: Path, out: Path, workers: int, keep: bool = False, code: Path | None = None, **opts) -> dict:
+    """One preparation in a child process; ``code``: the ``src`` folder to import it from."""
     rec = {"source_dir": str(source), "seed": 1, "test_fraction": 0.05, **opts}
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
     proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(rec), str(out), str(workers)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak, start = 0, time.perf_counter()
     while proc.poll() is None:
         peak = max(peak, tree_rss(proc.pid))
@@ -174,15 +183,39 @@ def copies(source: Path, dest: Path, n: int) -> Path:
     return dest
 
 
+def against(source: Path, workers: int, rev: str, repeat: int) -> None:
+    """1x (default settings) with this checkout and with git revision ``rev``, run after run in
+    turn so both see the same machine; mean wall time of each (no median: a slow run counts)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    try:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tmp / "rev"), rev], check=True, capture_output=True)
+        walls: dict[str, list[float]] = {"this checkout": [], rev: []}
+        for _ in range(repeat):
+            for name, code in (("this checkout", ROOT / "src"), (rev, tmp / "rev" / "src")):
+                walls[name].append(run(source, tmp / "out", workers, code=code)["wall_s"])
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "rev")], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    mean = {name: sum(w) / len(w) for name, w in walls.items()}
+    for name, w in walls.items():
+        print(f"{name:<16} mean {mean[name]:.2f} s over {len(w)} runs ({min(w):.2f}-{max(w):.2f})")
+    print(f"this checkout / {rev}: {mean['this checkout'] / mean[rev]:.3f}x the wall time")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--floor", action="store_true", help="measure the CPU time of the unskippable work instead")
+    ap.add_argument("--against", metavar="REV", help="compare 1x with git revision REV instead, runs in turn")
+    ap.add_argument("--repeat", type=int, default=10, help="runs of each side with --against")
     args = ap.parse_args()
     if args.floor:
         floor(args.source, args.workers)
+        return
+    if args.against:
+        against(args.source, args.workers, args.against, args.repeat)
         return
     bound = sum(measure_floor(args.source)["steps"].values()) / args.workers  # this machine's speed, now
     tmp = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
