@@ -268,6 +268,17 @@ def test_same_corpus_gives_identical_files_whatever_the_worker_count(corpus, pre
                 assert (tmp_path / "one" / f"{shard['name']}.{kind}").read_bytes() == (out / f"{shard['name']}.{kind}").read_bytes()
 
 
+def test_a_given_tokenizer_is_used_as_is_while_the_pool_deduplicates(corpus, prepared, tmp_path):
+    """data.tokenizer (a backbone's): nothing is trained, the scan still deduplicates, and the
+    corpus's own tokenizer given back as the backbone's gives the same shards."""
+    out, meta = prepared
+    again = prepare(tmp_path / "data", rec_for(corpus, tokenizer=str(out / "tokenizer.json")), workers=2)
+    assert again["report"]["files"] == meta["report"]["files"]
+    for split, info in meta["splits"].items():
+        for shard in info["shards"]:
+            assert (tmp_path / "data" / f"{shard['name']}.bin").read_bytes() == (out / f"{shard['name']}.bin").read_bytes()
+
+
 def test_a_tokenizer_failure_while_workers_mine_is_the_runs_error_not_a_hang(corpus, tmp_path, monkeypatch):
     """The pool's workers mine the kept files while the main process still trains the tokenizer,
     then wait for it: if training fails, the run ends with that error and leaves nothing behind."""
