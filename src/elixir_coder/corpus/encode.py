@@ -37,9 +37,9 @@ class PieceCache:
     pieces of the texts tiktoken cannot take whole (non-ASCII text, or a tokenizer it cannot stand
     in for; see :class:`~elixir_coder.corpus.tokenizer.PieceEncoder`). Mined records repeat a
     task's lines many times (a file, its modules, functions, docs, the tests quoting them). Nothing
-    is carried into the next task (:meth:`next_task`): a task costs the same wherever and after whatever it runs, so
-    memory stays flat with corpus size and a corpus of near copies is not tokenized faster than a
-    real one. A task holding over ``limit`` distinct pieces keeps only the last ``limit`` to
+    is carried into the next task (:meth:`next_task`): a task costs the same wherever and after
+    whatever it runs, so memory stays flat with corpus size and a corpus of near copies is not
+    tokenized faster than a real one. A task holding over ``limit`` distinct pieces keeps only the last ``limit`` to
     ``2 * limit`` of them (two generations). ``encode`` tokenizes the pieces missing from it."""
 
     def __init__(self, tok: Tokenizer, limit: int = PIECE_CACHE):

@@ -46,7 +46,7 @@ from elixir_coder.corpus.report import build_report
 from elixir_coder.corpus.scan import CHUNK_BYTES, chunks_by_size, sample_rate, scan_items
 from elixir_coder.corpus.scan import scan as scan_files
 from elixir_coder.corpus.projects import FileLimits, KeptFiles, Project, decode_source, discover, read_files
-from elixir_coder.corpus.tokenizer import load_or_train_tokenizer, piecewise, special_ids
+from elixir_coder.corpus.tokenizer import load_or_train_tokenizer, special_ids
 from elixir_coder.errors import DataError
 from elixir_coder.io import default_mode, fsync_dir
 from elixir_coder.labels import QUALITY_LABELS, SECURITY_LABELS, TASKS
@@ -124,8 +124,8 @@ def _setup_tokenizer(tokenizer_path: str) -> None:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(tokenizer_path)
-    pieces = PieceCache(tok) if piecewise(tok) else None  # emptied at the start of each task
-    _worker.update(tokenizer_path=tokenizer_path, tok=tok, special=special_ids(tok), pieces=pieces)
+    cache = PieceCache(tok)  # emptied at the start of each task; unused if tok cannot take pieces
+    _worker.update(tokenizer_path=tokenizer_path, tok=tok, special=special_ids(tok), pieces=cache if cache.encode.piecewise else None)
 
 
 def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tuple[int, int]], Counter]:

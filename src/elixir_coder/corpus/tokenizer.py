@@ -88,10 +88,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
 
 def piecewise(tok: Tokenizer) -> bool:
     """Whether ``tok`` gives a text the tokens of its pieces end to end, pieces cut where
-    :func:`split_pieces` cuts (at line starts): true of a plain
-    byte-level BPE (ours, GPT-2's), whose pre-tokenizer regex always has a boundary there, unless
-    an added token could start at such a cut."""
-    spec = json.loads(tok.to_str())
+    :func:`split_pieces` cuts (at line starts): true of a plain byte-level BPE (ours, GPT-2's),
+    whose pre-tokenizer regex always has a boundary there, unless an added token could start at
+    such a cut."""
+    return _piecewise(json.loads(tok.to_str()))
+
+
+def _piecewise(spec: dict) -> bool:
+    """:func:`piecewise` of a tokenizer.json's contents."""
     pre, added = spec.get("pre_tokenizer") or {}, spec.get("added_tokens") or []
     return (spec.get("normalizer") is None and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
             and not pre.get("add_prefix_space") and all(_CANNOT_START_A_PIECE.match(t["content"]) for t in added))
@@ -136,7 +140,8 @@ class PieceEncoder:
         spec = json.loads(tok.to_str())
         added = [t["content"] for t in spec.get("added_tokens") or []]
         self._added = re.compile("|".join(map(re.escape, added))) if added else None
-        self.fast, ranks = _tiktoken_bpe(spec) if piecewise(tok) else (None, {})
+        self.piecewise = _piecewise(spec)
+        self.fast, ranks = _tiktoken_bpe(spec) if self.piecewise else (None, {})
         self.lengths = np.zeros(max(ranks.values(), default=-1) + 1, dtype=np.int64)  # id -> bytes
         for token, rank in ranks.items():
             self.lengths[rank] = len(token)
