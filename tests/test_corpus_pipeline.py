@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.dedup import lsh_params
+from elixir_coder.corpus.dedup import lsh_params, words
 from elixir_coder.corpus.encode import Encoder, PieceCache, cut_points, line_starts
 from elixir_coder.corpus.prepare import prepare
 from elixir_coder.corpus.recipe import recipe, split_of
@@ -198,6 +199,16 @@ def test_near_duplicate_index_has_datasketchs_parameters_without_scipy():
             "assert datasketch.lsh._optimal_param(0.85, 64, 0.5, 0.5) == (d.lsh.b, d.lsh.r); "
             "assert scipy.integrate.quad(lambda x: x, 0, 1)[0] == 0.5")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shingle_words_are_those_of_the_regex_split():
+    """MinHash shingles are made of the words ``re.split`` on non-word runs gives (the empty words
+    at the edges included): the fast split must not change which files count as near copies."""
+    rng = random.Random(0)
+    texts = [b"", b" ", b"a", b" a ", b"\x1c", b"a\x1cb", "déf é(x) -> :ok\n".encode()]
+    texts += [bytes(rng.choice(b"ab_9 \n\t\x0b\x1c\xff-Z") for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    for text in texts:
+        assert words(text) == re.split(rb"[^A-Za-z_0-9]+", text), text
 
 
 def test_no_project_straddles_splits(prepared):

@@ -26,7 +26,19 @@ from dataclasses import dataclass
 import numpy as np
 
 _COMMENT = re.compile(r"(?m)#[^\n\"']*$")
-_NON_WORD = re.compile(rb"[^A-Za-z_0-9]+")  # on UTF-8 bytes: splitting is 6x faster than finding words
+_WORD_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789"
+_SEPARATORS_TO_SPACE = bytes(b if b in _WORD_BYTES else 0x20 for b in range(256))
+
+
+def words(data: bytes) -> list[bytes]:
+    """``re.split(rb"[^A-Za-z_0-9]+", data)`` (an empty word before a leading and after a trailing
+    separator included), 8x faster: separators become spaces, then ``bytes.split`` cuts at runs of them."""
+    out = data.translate(_SEPARATORS_TO_SPACE).split()
+    if not data or data[0] not in _WORD_BYTES:
+        out.insert(0, b"")
+    if data and data[-1] not in _WORD_BYTES:
+        out.append(b"")
+    return out
 
 
 @dataclass(frozen=True)
@@ -69,10 +81,10 @@ def signature(text: str, cfg: DedupConfig) -> np.ndarray | None:
     it is applied to the minima only. The values feed datasketch's ``MinHashLSH`` unchanged, which
     only bands them.
     """
-    words = _NON_WORD.split(text.encode("utf-8", "surrogateescape"))
-    if len(words) < cfg.shingle:
+    tokens = words(text.encode("utf-8", "surrogateescape"))
+    if len(tokens) < cfg.shingle:
         return None
-    ids = np.fromiter(map(zlib.crc32, words), dtype=np.uint64, count=len(words))
+    ids = np.fromiter(map(zlib.crc32, tokens), dtype=np.uint64, count=len(tokens))
     n = len(ids) - cfg.shingle + 1
     acc = np.zeros(n, dtype=np.uint64)
     a, b = _permutations(cfg.num_perm)
