@@ -399,6 +399,29 @@ def test_pieces_tokenize_like_the_whole_text_whatever_the_whitespace(prepared):
         assert [i for p in pieces for i in tok.encode(p, add_special_tokens=False).ids] == tok.encode(text, add_special_tokens=False).ids, repr(text)
 
 
+def test_a_text_cut_from_its_file_gets_the_tokens_of_the_text_alone(corpus, prepared):
+    """A record's text found in its source file is given the file's tokens between its outer
+    pieces: exactly what tokenizing the text alone gives, wherever in the file it starts and ends."""
+    out, _ = prepared
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    rng = random.Random(0)
+    parts = [" ", "  ", "\t", "\n", "\n\n", "\r\n", "\x0b", "\x0c", "a", "def", "'s", "1", "(", "<", "end\n"]
+    files = [(corpus / "alpha" / "lib" / "alpha" / "long.ex").read_text()]
+    files += ["".join(rng.choice(parts) for _ in range(rng.randint(1000, 2000))) for _ in range(20)]
+    cache, tokenized, cut = PieceCache(tok), [], 0
+    whole = cache.encode.whole
+    cache.encode.whole = lambda text: tokenized.append(text) or whole(text)
+    for file in files:
+        for _ in range(50):
+            start = rng.randrange(len(file) - 256)
+            text = file[start : start + rng.randint(256, 2000)]
+            cache.next_task()
+            ids = cache.part(text, file)
+            assert ids.tolist() == tok.encode(text, add_special_tokens=False).ids, repr(text)
+            cut += text not in tokenized
+    assert cut > 950  # nearly all taken from the file's tokens, not tokenized whole
+
+
 def test_source_dir_without_elixir_files_is_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no .ex or .exs files"):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import bisect
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from elixir_coder.corpus import tokenized
-from elixir_coder.corpus.tokenizer import BOS, EOS, SEP, PieceEncoder, split_pieces
+from elixir_coder.corpus.tokenizer import BOS, EOS, SEP, PieceEncoder, outer_cuts, split_pieces
 from elixir_coder.labels import GENERATION_TASKS, QUALITY_LABELS, SECURITY_LABELS, TASKS
 
 # Byte-level BPE tokens of code are a few characters long: a prompt's head beyond this many
@@ -32,6 +32,11 @@ _MAX_CHARS_PER_TOKEN = 16
 _BATCH = 256  # records tokenized together: bounds the tokenizer's Encoding objects (heavy: a string per token) held at once
 # Distinct pieces a cache generation holds (about 150 bytes each; see PieceCache).
 PIECE_CACHE = 1 << 16
+# A text found in its source file takes the file's tokens (PieceCache.part) from this length on:
+# below it, finding it costs about what tokenizing it does.
+_MIN_PART_CHARS = 256
+
+
 class PieceCache:
     """Tokens of the texts a worker has tokenized in its current task: whole plain texts, and the
     pieces of the texts tiktoken cannot take whole (non-ASCII text, or a tokenizer it cannot stand
@@ -46,10 +51,11 @@ class PieceCache:
         self.encode, self.limit = PieceEncoder(tok), limit
         self.current: dict[str, np.ndarray] = {}
         self.previous: dict[str, np.ndarray] = {}
-        self.texts: dict[str, np.ndarray] = {}  # plain texts tokenized whole in this task
+        self.texts: dict[str, np.ndarray] = {}  # plain texts tokenized in this task
+        self.files: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}  # file -> (ids, token starts), if plain
 
     def next_task(self) -> None:
-        self.current, self.previous, self.texts = {}, {}, {}
+        self.current, self.previous, self.texts, self.files = {}, {}, {}, {}
 
     def whole(self, text: str) -> np.ndarray:
         """The ids of a plain text, tokenized once per task (a file or module is several records'
@@ -58,6 +64,33 @@ class PieceCache:
         if ids is None:
             ids = self.texts[text] = self.encode.whole(text)
         return ids
+
+    def part(self, text: str, file: str | None) -> np.ndarray:
+        """The ids of a plain ``text``, cut from the tokens of ``file`` (its record's source file)
+        when ``file`` holds it: all but its first and last piece (:func:`outer_cuts`) are the
+        file's tokens as they stand; only those two are tokenized. A module, a function, a
+        ``describe`` block is a record's text and the file's too: a fifth of the text to tokenize
+        on the Elixir checkout."""
+        ids = self.texts.get(text)
+        if ids is not None:
+            return ids
+        at = file.find(text) if file is not None and len(text) >= _MIN_PART_CHARS and text != file else -1
+        cuts = outer_cuts(text) if at >= 0 else None
+        tokens = self._file(file) if cuts is not None else None
+        if tokens is None:
+            return self.whole(text)
+        (first, last), (file_ids, starts) = cuts, tokens
+        i, j = np.searchsorted(starts, (at + first, at + last))
+        if starts[i] != at + first or starts[j] != at + last:  # cannot be (cuts are token starts); never wrong if it were
+            return self.whole(text)
+        ids = self.texts[text] = np.concatenate([self.encode.whole(text[:first]), file_ids[i:j], self.encode.whole(text[last:])])
+        return ids
+
+    def _file(self, file: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if file not in self.files:
+            ids = self.whole(file) if self.encode.plain(file) else None
+            self.files[file] = (ids, self.encode.starts(ids)) if ids is not None else None
+        return self.files[file]
 
     def get(self, piece: str) -> np.ndarray | None:
         ids = self.current.get(piece)
@@ -128,10 +161,11 @@ class Encoder:
     """Tokenizes records of one work item and appends their samples to flat per-split buffers."""
 
     def __init__(self, tok: Tokenizer, special: dict[str, int], max_sample_tokens: int, stats: Counter,
-                 pieces: PieceCache | None = None):
+                 pieces: PieceCache | None = None, files: Mapping[str, str] | None = None):
         """``pieces``: the worker's piece cache when ``tok`` tokenizes pieces independently
-        (:func:`elixir_coder.corpus.tokenizer.piecewise`); None otherwise."""
-        self.tok, self.max, self.pieces = tok, max_sample_tokens, pieces
+        (:func:`elixir_coder.corpus.tokenizer.piecewise`); None otherwise. ``files``: the records'
+        source files (path -> text), whose tokens their texts may be cut from."""
+        self.tok, self.max, self.pieces, self.files = tok, max_sample_tokens, pieces, files or {}
         self.batch_pieces: dict[str, np.ndarray] = {}  # the current batch's pieces and their tokens
         self.batch_texts: dict[str, list[str]] = {}  # the current batch's texts and their pieces
         self.bos, self.eos, self.sep = special[BOS], special[EOS], special[SEP]
@@ -151,15 +185,16 @@ class Encoder:
         # unit is classified for quality and for security): each distinct text is tokenized once.
         # Prompts are context only, kept to their last tokens, so their head is not tokenized.
         keep_chars = self.max * _MAX_CHARS_PER_TOKEN
-        texts: dict[str, None] = {}
+        texts: dict[str, str | None] = {}  # text -> its record's source file
         for r in records:
+            source = r.get("source")
             if r["task"] in GENERATION_TASKS:
-                texts[r["prompt"][-keep_chars:]] = None
+                texts.setdefault(r["prompt"][-keep_chars:], source)
                 if not r.get("boundaries") or self.pieces is not None:
-                    texts[r["completion"]] = None
+                    texts.setdefault(r["completion"], source)
             else:
-                texts[r["text"]] = None
-        ids = self._ids(list(texts))
+                texts.setdefault(r["text"], source)
+        ids = self._ids(texts)
         for r in records:
             lic = r.get("_license", license_id)
             if r["task"] in GENERATION_TASKS:
@@ -170,16 +205,17 @@ class Encoder:
             else:
                 self._classification(r, ids[r["text"]], lic, source_id)
 
-    def _ids(self, texts: list[str]) -> dict[str, np.ndarray]:
+    def _ids(self, texts: dict[str, str | None]) -> dict[str, np.ndarray]:
         if self.pieces is None:
-            encoded = self.tok.encode_batch_fast(texts, add_special_tokens=False)
+            encoded = self.tok.encode_batch_fast(list(texts), add_special_tokens=False)
             return {t: np.asarray(e.ids, dtype=np.int32) for t, e in zip(texts, encoded)}
-        # A plain text (nearly all code) is tokenized whole by tiktoken: faster than looking its
-        # pieces up. The others are tokenized by pieces, each distinct piece once.
+        # A plain text (nearly all code) is tokenized whole by tiktoken, or cut from its file's
+        # tokens: faster than looking its pieces up. The others are tokenized by pieces, each
+        # distinct piece once.
         coder, out, rest = self.pieces.encode, {}, []
-        for t in texts:
+        for t, source in texts.items():
             if coder.plain(t):
-                out[t] = self.pieces.whole(t)
+                out[t] = self.pieces.part(t, self.files.get(source) if source is not None else None)
             else:
                 rest.append(t)
         cache, pieces, found = self.pieces, {t: split_pieces(t) for t in rest}, {}

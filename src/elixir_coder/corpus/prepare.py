@@ -138,7 +138,7 @@ def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dic
     """Mine (or read) the task's records, then tokenize them into per-split parts; mining needs no
     tokenizer, so in a pool it runs while the main process still trains it."""
     stats = Counter()
-    by_split = _records(item, rec, tokenizer_path, stats)
+    by_split, files = _records(item, rec, tokenizer_path, stats)
     _setup_tokenizer(tokenizer_path)
     if _worker["pieces"] is not None:
         _worker["pieces"].next_task()
@@ -146,7 +146,7 @@ def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dic
     for split, records in by_split.items():
         if not records:
             continue
-        enc = Encoder(_worker["tok"], _worker["special"], rec["max_sample_tokens"], stats, _worker["pieces"])
+        enc = Encoder(_worker["tok"], _worker["special"], rec["max_sample_tokens"], stats, _worker["pieces"], files)
         enc.add(records, item.license_id, item.source_id)
         tokens, index = enc.take()
         stats[f"split/{split}/samples"] += len(index)
@@ -157,9 +157,10 @@ def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dic
     return item.number, written, stats
 
 
-def _records(item: EncodeItem, rec: dict, run: str, stats: Counter) -> dict[str, list[dict]]:
-    """The task's records by split: mined from a project's kept files, or read (demo, JSONL)."""
+def _records(item: EncodeItem, rec: dict, run: str, stats: Counter) -> tuple[dict[str, list[dict]], KeptFiles | None]:
+    """The task's records by split: mined from a project's kept files (returned too), or read (demo, JSONL)."""
     by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    files = None
     if item.project is not None:
         from elixir_coder.corpus.mining import mine_project
 
@@ -186,7 +187,7 @@ def _records(item: EncodeItem, rec: dict, run: str, stats: Counter) -> dict[str,
             if r.get("license") in item.licenses:
                 r["_license"] = item.licenses.index(r["license"])
             by_split[r.pop("_split")].append(r)
-    return by_split
+    return by_split, files
 
 
 # -- the pipeline ------------------------------------------------------------------------------

@@ -45,6 +45,29 @@ def split_pieces(text: str) -> list[str]:
     return pieces
 
 
+def outer_cuts(text: str) -> tuple[int, int] | None:
+    """Where ``text``'s second and last pieces start (see :func:`split_pieces`), or None when it
+    has fewer than three pieces. Within any text holding ``text``, the same offsets are cuts too:
+    a cut depends only on its whitespace run, and the runs after the first one in ``text`` are
+    whole there (the first one may only grow leftwards, still ending where it did)."""
+    first = _CUT.search(text)
+    if first is not None and first.end() == 1:  # a cut at 0 starts no piece
+        first = _CUT.search(text, 1)
+    end = len(text)
+    while first is not None:
+        start = text.rfind("\n", 0, end)  # the last whitespace run holding a newline, from its start
+        while start > 0 and text[start - 1] in _WHITESPACE:
+            start -= 1
+        last = _CUT.match(text, start) if start > first.start() else first
+        if last is not None:
+            return (first.end() - 1, last.end() - 1) if last.end() > first.end() else None
+        end = start
+    return None
+
+
+_WHITESPACE = " \t\r\n\f\v"
+
+
 # The pieces a tokenizer is trained on, joined to about this many characters. ``tokenizers``
 # reads its training input 256 items at a time before counting them, so a preparation's few
 # hundred sampled files would only be counted once the scan had read the last of them; items of a
