@@ -76,22 +76,18 @@ _TRAINING_ITEM_CHARS = 1024
 
 
 def _training_items(texts: Iterable[str]) -> Iterator[str]:
-    """``texts`` in items of about ``_TRAINING_ITEM_CHARS``, cut where :func:`split_pieces` cuts:
-    the pre-tokenizer splits there anyway, so the word counts, and the tokenizer, are the same."""
+    """``texts`` in items of about ``_TRAINING_ITEM_CHARS``, cut where :func:`split_pieces` would
+    (the first cut past that size: a search from there, not a split of the whole text): the
+    pre-tokenizer splits there anyway, so the word counts, and the tokenizer, are the same."""
     for text in texts:
-        if len(text) <= _TRAINING_ITEM_CHARS:
-            yield text
-            continue
-        item: list[str] = []
-        size = 0
-        for piece in split_pieces(text):
-            item.append(piece)
-            size += len(piece)
-            if size >= _TRAINING_ITEM_CHARS:
-                yield "".join(item)
-                item, size = [], 0
-        if item:
-            yield "".join(item)
+        start = 0
+        while len(text) - start > _TRAINING_ITEM_CHARS:
+            m = _CUT.search(text, start + _TRAINING_ITEM_CHARS)
+            if m is None:
+                break
+            yield text[start : m.end() - 1]
+            start = m.end() - 1
+        yield text[start:]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
