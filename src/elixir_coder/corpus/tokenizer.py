@@ -29,20 +29,17 @@ SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, MASK, SEP) + tuple(f"<task:{t}
 # Where a text is cut into pieces: before the last whitespace character of a run holding a newline,
 # when printable ASCII other than "<" (special tokens) follows. The byte-level pre-tokenizer
 # regex has a boundary there whatever surrounds it, so the pieces' tokens are the text's tokens.
-_CUT = re.compile(r"[ \t\r\f\v]*\n[ \t\r\n\f\v]*(?=[!-;=-~])")
+# A match starts at the run's first newline: a literal first lets the regex engine skip from
+# newline to newline (3x faster than matching from the run's start), and the cut is the same.
+_CUT = re.compile(r"\n[ \t\r\n\f\v]*(?=[!-;=-~])")
 
 
 def split_pieces(text: str) -> list[str]:
     """``text`` cut at line starts (see ``_CUT``) into pieces that tokenize independently."""
-    pieces, start = [], 0
-    for m in _CUT.finditer(text):
-        cut = m.end() - 1
-        if cut > start:
-            pieces.append(text[start:cut])
-            start = cut
-    if start < len(text):
-        pieces.append(text[start:])
-    return pieces
+    cuts = [m.end() - 1 for m in _CUT.finditer(text)]
+    if cuts and cuts[0] == 0:  # a cut at 0 starts no piece
+        del cuts[0]
+    return [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])] if text else []
 
 
 def outer_cuts(text: str) -> tuple[int, int] | None:
@@ -55,17 +52,14 @@ def outer_cuts(text: str) -> tuple[int, int] | None:
         first = _CUT.search(text, 1)
     end = len(text)
     while first is not None:
-        start = text.rfind("\n", 0, end)  # the last whitespace run holding a newline, from its start
-        while start > 0 and text[start - 1] in _WHITESPACE:
-            start -= 1
-        last = _CUT.match(text, start) if start > first.start() else first
+        newline = text.rfind("\n", 0, end)  # a match from any newline of a run ends where the run does
+        if newline < first.end():  # the first cut's run
+            return None
+        last = _CUT.match(text, newline)
         if last is not None:
-            return (first.end() - 1, last.end() - 1) if last.end() > first.end() else None
-        end = start
+            return first.end() - 1, last.end() - 1
+        end = newline
     return None
-
-
-_WHITESPACE = " \t\r\n\f\v"
 
 
 # The pieces a tokenizer is trained on, joined to about this many characters. ``tokenizers``
