@@ -109,15 +109,11 @@ def _setup_labeler(run: str, rec: dict) -> None:
 
 
 def _setup_tokenizer(tokenizer_path: str) -> None:
-    """The tokenizer, once per process, when the main process has saved it. A pool worker stops
-    its scan's Elixir parser first: the scan is over."""
+    """The tokenizer, once per process, when the main process has saved it."""
     if _worker.get("tokenizer_path") == tokenizer_path:
         return
     ready = _worker.get("tokenizer_ready")
     if ready is not None:
-        from elixir_coder.corpus.parser import stop_shared_parser
-
-        stop_shared_parser()
         ready.wait()
         if not os.path.exists(tokenizer_path):
             raise DataError("the tokenizer could not be trained (see the error before this one)")
@@ -137,6 +133,10 @@ def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tup
 def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dict) -> tuple[int, dict[str, tuple[int, int]], Counter]:
     """Mine (or read) the task's records, then tokenize them into per-split parts; mining needs no
     tokenizer, so in a pool it runs while the main process still trains it."""
+    if _worker.get("tokenizer_ready") is not None:  # a pool worker: its scan is over, its parser's memory can go
+        from elixir_coder.corpus.parser import stop_shared_parser
+
+        stop_shared_parser()
     stats = Counter()
     by_split, files = _records(item, rec, tokenizer_path, stats)
     _setup_tokenizer(tokenizer_path)
