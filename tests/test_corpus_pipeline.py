@@ -290,6 +290,39 @@ def test_a_given_tokenizer_is_used_as_is_while_the_pool_deduplicates(corpus, pre
             assert (tmp_path / "data" / f"{shard['name']}.bin").read_bytes() == (out / f"{shard['name']}.bin").read_bytes()
 
 
+def _timeless(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("seconds", "source_mb_per_s")}
+
+
+def test_tasks_mined_before_the_tokenizer_is_saved_are_tokenized_later_to_the_same_data(corpus, prepared, tmp_path, monkeypatch):
+    """A pool worker whose task is mined while the tokenizer still trains hands its records back
+    and mines on; the task, submitted again, gives the same shards and report."""
+    import elixir_coder.corpus.prepare as prepare_module
+
+    out, meta = prepared
+    train, tokenized, resubmitted = prepare_module.load_or_train_tokenizer, prepare_module._tokenized, []
+
+    def slow(backbone, texts, vocab_size):
+        texts = list(texts)  # deduplicates, so the encode tasks start mining
+        time.sleep(1.0)
+        return train(backbone, texts, vocab_size)
+
+    def counting(pool, futures):
+        submit = pool.submit
+        pool.submit = lambda fn, *args: resubmitted.append(fn) or submit(fn, *args)
+        yield from tokenized(pool, futures)
+
+    monkeypatch.setattr(prepare_module, "load_or_train_tokenizer", slow)
+    monkeypatch.setattr(prepare_module, "_tokenized", counting)
+    again = prepare(tmp_path / "data", rec_for(corpus), workers=2)
+    assert resubmitted  # tasks came back mined
+    assert _timeless(again["report"]) == _timeless(meta["report"])
+    for split, info in meta["splits"].items():
+        for shard in info["shards"]:
+            for kind in ("bin", "idx"):
+                assert (tmp_path / "data" / f"{shard['name']}.{kind}").read_bytes() == (out / f"{shard['name']}.{kind}").read_bytes()
+
+
 def test_a_tokenizer_failure_while_workers_mine_is_the_runs_error_not_a_hang(corpus, tmp_path, monkeypatch):
     """The pool's workers mine the kept files while the main process still trains the tokenizer,
     then wait for it: if training fails, the run ends with that error and leaves nothing behind."""

@@ -3,7 +3,8 @@ sharded, tokenized dataset that training memory-maps.
 
 Two streaming passes over one pool of worker processes, so memory is bounded by the largest
 project, not by the corpus; the passes overlap where they can (an encode task mines while the
-tokenizer still trains, and tokenizes once it is saved):
+tokenizer still trains; one mined before it is saved hands its records back and is tokenized
+later, its worker mining the next task meanwhile):
 
 1. *scan* (chunks of files): read, filter (counted by reason), parse with the real Elixir parser,
    hash and MinHash each file; the main process deduplicates in corpus order and trains the
@@ -29,9 +30,9 @@ import tempfile
 import time
 from collections import Counter, deque
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -89,6 +90,7 @@ class EncodeItem:
     license_id: int = 0
     source_id: int = 0
     unit_split: str | None = None  # the project's split (split_by=project)
+    mined: tuple[dict[str, list[dict]], Counter] | None = None  # (records by split, stats), mined before the tokenizer was ready
 
 
 _worker: dict = {}
@@ -124,21 +126,35 @@ def _setup_tokenizer(tokenizer_path: str) -> None:
     _worker.update(tokenizer_path=tokenizer_path, tok=tok, special=special_ids(tok), pieces=cache if cache.encode.piecewise else None)
 
 
-def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tuple[int, int]], Counter]:
+class Mined(NamedTuple):
+    """An encode task's arguments, its item carrying the records it mined before the tokenizer was
+    saved: the worker hands them back instead of waiting and mines its next task; the task is
+    submitted again to tokenize them."""
+
+    args: tuple[EncodeItem, str, str, dict]
+
+
+def _encode(args: tuple[EncodeItem, str, str, dict]) -> tuple[int, dict[str, tuple[int, int]], Counter] | Mined:
     result = _encode_item(*args)
     release_freed_memory()  # the task's records and tokens are gone now
     return result
 
 
-def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dict) -> tuple[int, dict[str, tuple[int, int]], Counter]:
+def _encode_item(item: EncodeItem, parts_dir: str, tokenizer_path: str, rec: dict) -> tuple[int, dict[str, tuple[int, int]], Counter] | Mined:
     """Mine (or read) the task's records, then tokenize them into per-split parts; mining needs no
     tokenizer, so in a pool it runs while the main process still trains it."""
-    if _worker.get("tokenizer_ready") is not None:  # a pool worker: its scan is over, its parser's memory can go
+    ready = _worker.get("tokenizer_ready")
+    if ready is not None:  # a pool worker: its scan is over, its parser's memory can go
         from elixir_coder.corpus.parser import stop_shared_parser
 
         stop_shared_parser()
-    stats = Counter()
-    by_split, files = _records(item, rec, tokenizer_path, stats)
+    if item.mined is not None:
+        (by_split, stats), files = item.mined, KeptFiles(item.project, item.kept) if item.project is not None else None
+    else:
+        stats = Counter()
+        by_split, files = _records(item, rec, tokenizer_path, stats)
+        if ready is not None and not ready.is_set():
+            return Mined((replace(item, mined=(by_split, stats)), parts_dir, tokenizer_path, rec))
     _setup_tokenizer(tokenizer_path)
     if _worker["pieces"] is not None:
         _worker["pieces"].next_task()
@@ -518,7 +534,21 @@ def _write_in_pool(prep: Preparation, scan: list[tuple], workers: int) -> dict:
                       lambda: encoding.extend(pool.submit(_encode, t) for t in prep.encode_tasks()))
         finally:
             ready.set()  # the tokenizer is saved, or never will be: waiting tasks go on either way
-        return prep.finish(f.result() for f in as_completed(encoding))
+        return prep.finish(_tokenized(pool, encoding))
+
+
+def _tokenized(pool: ProcessPoolExecutor, futures: list) -> Iterator[tuple[int, dict, Counter]]:
+    """The encode tasks' results as they complete; a task that came back :class:`Mined` is
+    submitted again, to tokenize its records."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for f in done:
+            result = f.result()
+            if isinstance(result, Mined):
+                pending.add(pool.submit(_encode, result.args))
+            else:
+                yield result
 
 
 def prepare(data_dir: str | os.PathLike, rec: dict, *, overwrite: bool = False, workers: int | None = None) -> dict:
