@@ -62,10 +62,10 @@ def outer_cuts(text: str) -> tuple[int, int] | None:
     return None
 
 
-# The pieces a tokenizer is trained on, joined to about this many characters. ``tokenizers``
-# reads its training input 256 items at a time before counting them, so a preparation's few
-# hundred sampled files would only be counted once the scan had read the last of them; items of a
-# few KB are counted as the scan produces them.
+# Files are fed to tokenizer training in items of about this many characters, cut at pieces.
+# ``tokenizers`` reads its training input 256 items at a time before counting them, so a
+# preparation's few hundred sampled files would only be counted once the scan had read the last of
+# them; items of a few KB are counted as the scan produces them.
 _TRAINING_ITEM_CHARS = 1024
 
 
